@@ -1,0 +1,67 @@
+"""orchestrate: run a chain of LLM agents over many topics, concurrently.
+
+The public API is what ``__all__`` lists; everything in ``_``-prefixed modules is private.
+
+    import asyncio, orchestrator
+    manifest = asyncio.run(orchestrator.run("configs/topics.example.yaml", concurrency=5))
+"""
+
+from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
+from ._engine import ChainResult, Engine
+from ._errors import CallError, ConfigError, OrchestrateError, RunError, StageFailed
+from ._events import (
+    CallFailed,
+    CallFinished,
+    CallStarted,
+    ChainFinished,
+    ChainStarted,
+    Event,
+    Observer,
+    RunFinished,
+    RunStarted,
+    StageErrored,
+    StageFinished,
+    StageStarted,
+    Waited,
+)
+from ._manifest import RunManifest
+from ._plan import Plan, Stage, load_plan
+from ._run import run
+from ._sim._server import SimServer
+from ._sim._settings import SimSettings
+from ._topics import Topic
+
+__all__ = [
+    "CallError",
+    "CallFailed",
+    "CallFinished",
+    "CallStarted",
+    "ChainFinished",
+    "ChainResult",
+    "ChainStarted",
+    "ChatClient",
+    "ChatRequest",
+    "ChatResponse",
+    "ConfigError",
+    "Engine",
+    "Event",
+    "Observer",
+    "OpenAIChatClient",
+    "OrchestrateError",
+    "Plan",
+    "RunError",
+    "RunFinished",
+    "RunManifest",
+    "RunStarted",
+    "SimServer",
+    "SimSettings",
+    "Stage",
+    "StageErrored",
+    "StageFailed",
+    "StageFinished",
+    "StageStarted",
+    "Topic",
+    "Waited",
+    "load_plan",
+    "run",
+]

@@ -1,0 +1,83 @@
+"""The shapes of the configuration files, as pydantic models.
+
+Loading them from disk, with file and line in every error, is ``_loading``'s job; turning
+them into a runnable plan is ``_plan``'s.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSettings(_Strict):
+    """The fields an agent file, a stage's ``overrides`` and the chain's ``defaults`` share."""
+
+    model: str | None = Field(None, min_length=1, description="model name sent to the provider")
+    temperature: float | None = Field(None, ge=0, le=2, description="sampling temperature")
+    max_tokens: PositiveInt | None = Field(None, description="cap on the answer's tokens")
+    system: str | None = Field(None, description="system prompt (a Jinja2 template)")
+    prompt: str | None = Field(None, description="user prompt (a Jinja2 template)")
+
+
+class AgentConfig(AgentSettings):
+    """``agents/<name>.yaml``: one agent's role, model and prompts."""
+
+    role: str | None = Field(None, description="one line saying what this agent does")
+    prompt: str | None = Field(
+        None,
+        min_length=1,
+        description="user prompt: a Jinja2 template that sees {{ topic }}, the topic's extra "
+        "fields and every earlier stage's output by stage name",
+    )
+
+
+def check_identifier(value: str) -> str:
+    """Stage names and topic fields become template variables, so they must be identifiers."""
+    if not value.isidentifier() or keyword.iskeyword(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits and underscores, "
+            "not starting with a digit (it becomes a template variable)"
+        )
+    return value
+
+
+class StageSpec(_Strict):
+    """One stage of the chain in its long form."""
+
+    name: str = Field(description="stage name; later prompts see its output as {{ name }}")
+    agent: str | None = Field(None, description="agent file name (default: the stage name)")
+    overrides: AgentSettings = Field(default_factory=AgentSettings)
+
+    _check_name = field_validator("name")(check_identifier)
+
+
+class ChainConfig(_Strict):
+    """``configs/chain.yaml``: which agents run, in which order, and how."""
+
+    stages: list[StageSpec] = Field(
+        min_length=1, description="stages in order: agent names, or {name, agent, overrides}"
+    )
+    concurrency: PositiveInt = Field(4, description="chains in flight at once")
+    defaults: AgentSettings = Field(
+        default_factory=AgentSettings, description="fallbacks for every agent"
+    )
+    agents_dir: str = Field("../agents", description="agent files, relative to this file")
+    timeout: PositiveFloat = Field(120.0, description="seconds before one call times out")
+    simulated: dict[str, Any] = Field(
+        default_factory=dict, description="settings of the simulated provider"
+    )
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _short_form(cls, stages: Any) -> Any:
+        """``- research`` is short for ``- {name: research}``."""
+        if isinstance(stages, list):
+            return [{"name": s} if isinstance(s, str) else s for s in stages]
+        return stages

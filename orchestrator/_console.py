@@ -1,0 +1,95 @@
+"""What a person sees: a line per finished topic while running, a summary table at the end.
+
+Progress goes to stderr and the summary to stdout, so ``orchestrate run ... > summary.txt``
+keeps the results apart from the chatter.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ._events import ChainFinished, Event, RunStarted
+from ._manifest import RunManifest
+
+
+class ProgressPrinter:
+    """An observer printing one line when the run starts and one per finished topic."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._total = 0
+        self._done = 0
+        self._t0 = 0.0
+
+    def _print(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._total, self._t0 = event.topics, event.at
+            mode = "sequential" if event.mode == "sequential" else "parallel"
+            mode += f", concurrency {event.concurrency}"
+            self._print(
+                f"run {event.run_id}: {event.topics} topic(s) × {len(event.stages)} stage(s) "
+                f"({' → '.join(event.stages)}), {mode}"
+            )
+            self._print(f"provider: {event.provider} at {event.endpoint}")
+        elif isinstance(event, ChainFinished):
+            self._done += 1
+            width = len(str(self._total))
+            elapsed = event.at - event.started
+            mark = "ok  " if event.status == "succeeded" else "FAIL"
+            count = f"[{self._done:>{width}}/{self._total}]"
+            line = f"{mark} {count} {event.topic.slug}  {elapsed:.1f}s"
+            if event.status == "failed":
+                line += f"  {event.failed_stage}: {event.error}"
+            self._print(line)
+
+
+def print_summary(manifest: RunManifest, run_dir: Path, console: Console | None = None) -> None:
+    """The table a user reads at the end of a run."""
+    console = console or Console()
+    t = manifest.totals
+    table = Table(title=f"run {manifest.run_id} ({manifest.status})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "topics",
+        f"{t.succeeded} done, {t.failed} failed"
+        + (f", {t.pending} not run" if t.pending else "")
+        + f" of {t.topics}",
+    )
+    failed_calls = f" ({t.failed_calls} failed)" if t.failed_calls else ""
+    table.add_row("calls", f"{t.calls}{failed_calls}")
+    table.add_row(
+        "tokens",
+        f"{t.total_tokens:,} ({t.prompt_tokens:,} prompt, {t.completion_tokens:,} completion)",
+    )
+    wall = manifest.wall_time_s
+    table.add_row("wall time", f"{wall:.1f}s" if wall is not None else "-")
+    mode = (
+        "sequential"
+        if manifest.mode == "sequential"
+        else f"parallel, concurrency {manifest.concurrency}"
+    )
+    table.add_row("mode", mode)
+    table.add_row("provider", f"{manifest.provider} ({manifest.endpoint})")
+    table.add_row("outputs", str(run_dir))
+    console.print(table)
+    failed = [r for r in manifest.topics if r.status == "failed"]
+    for record in failed[:20]:
+        # Topic text and errors are data: escaped so "[bold]" in a topic prints as written.
+        console.print(
+            f"[red]failed[/red] {escape(repr(record.topic))} at {record.failed_stage}: "
+            f"{escape(record.error or '')}",
+            highlight=False,
+        )
+    if len(failed) > 20:
+        console.print(f"... and {len(failed) - 20} more (see run.json)")

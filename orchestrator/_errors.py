@@ -1,0 +1,88 @@
+"""Every exception orchestrate raises, in one place.
+
+Mistakes of the user are kept apart from failures of a run (as pydantic-ai separates
+``UserError`` from ``AgentRunError``)::
+
+    OrchestrateError
+    ├── ConfigError          a config, topics or agent file is wrong; exit code 2
+    └── RunError             something failed while running
+        ├── CallError        one model call failed (status code, retryable or not)
+        └── StageFailed      a stage of one topic's chain gave up
+
+Exceptions carry attributes, not just strings, so callers can act on them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OrchestrateError(Exception):
+    """Base class of every error raised by orchestrate."""
+
+
+class ConfigError(OrchestrateError):
+    """A configuration problem the user must fix: names the file, line and field, and how."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Format as ``file:line: field: message`` plus a hint line."""
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        field = f"{self.field}: " if self.field else ""
+        text = f"{where}{field}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class RunError(OrchestrateError):
+    """Something failed while a run was in progress."""
+
+
+class CallError(RunError):
+    """One model call failed.
+
+    ``status`` is the HTTP status (``None`` for timeouts and dropped connections), ``code``
+    the provider's error code when it sent one (e.g. ``context_length_exceeded``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class StageFailed(RunError):
+    """A stage of one topic's chain failed after ``attempts`` attempts."""
+
+    def __init__(self, stage: str, attempts: int, last_error: BaseException) -> None:
+        self.stage = stage
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"stage {stage!r} failed after {attempts} attempt(s): {last_error}")

@@ -1,0 +1,151 @@
+"""What the engine reports, and the one small protocol everything else listens through.
+
+The manifest, the output files, the console and (later) the store and the traces are all
+``Observer``s: the engine knows nothing about any of them. Times (``at``, ``started``) are
+readings of the run's monotonic clock in seconds; ``RunStarted.wall_start`` anchors them to
+wall-clock time.
+
+An observer's ``on_event`` is awaited inline, in order, before the engine goes on — so an
+observer that must finish something first (the store committing a stage before the next
+starts) simply awaits it. Keep the others cheap: they run on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from ._client import ChatResponse
+from ._topics import Topic
+
+ChainStatus = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_id: str
+    at: float
+    wall_start: datetime
+    mode: Literal["parallel", "sequential"]
+    concurrency: int
+    provider: str
+    endpoint: str
+    topics: int
+    stages: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Waited:
+    """Time a topic spent waiting: ``kind`` is ``"slot"`` (queued for a free worker) here,
+    and later also ``"limiter"`` and ``"backoff"``."""
+
+    topic: Topic
+    stage: str | None
+    kind: str
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStarted:
+    topic: Topic
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageStarted:
+    topic: Topic
+    stage: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    topic: Topic
+    stage: str
+    attempt: int
+    model: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    topic: Topic
+    stage: str
+    attempt: int
+    response: ChatResponse
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    topic: Topic
+    stage: str
+    attempt: int
+    error: BaseException
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageFinished:
+    topic: Topic
+    stage: str
+    model: str
+    output: str
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageErrored:
+    topic: Topic
+    stage: str
+    error: BaseException
+    attempts: int
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFinished:
+    topic: Topic
+    status: ChainStatus
+    outputs: Mapping[str, str]
+    failed_stage: str | None
+    error: str | None
+    started: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    at: float
+    status: Literal["finished", "interrupted"]
+
+
+Event = (
+    RunStarted
+    | Waited
+    | ChainStarted
+    | StageStarted
+    | CallStarted
+    | CallFinished
+    | CallFailed
+    | StageFinished
+    | StageErrored
+    | ChainFinished
+    | RunFinished
+)
+
+
+class Observer(Protocol):
+    """Anything that wants to know what a run is doing."""
+
+    async def on_event(self, event: Event) -> None: ...

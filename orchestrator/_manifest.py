@@ -1,0 +1,234 @@
+"""``run.json``: the manifest of a run, built by an observer from the engine's events.
+
+``schema_version`` only grows: later work adds keys, never renames them; a value that is not
+measured yet is ``null``. The file is rewritten atomically at most every ``interval`` seconds
+while the run goes on, and once at the end — not per call.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ._events import (
+    CallFailed,
+    CallFinished,
+    ChainFinished,
+    ChainStarted,
+    Event,
+    RunFinished,
+    RunStarted,
+    StageErrored,
+    StageFinished,
+    StageStarted,
+    Waited,
+)
+from ._files import atomic_write_text
+from ._topics import Topic
+
+SCHEMA_VERSION = 1
+
+TopicStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+
+
+class StageRecord(BaseModel):
+    """One stage of one topic."""
+
+    name: str
+    status: Literal["running", "succeeded", "failed"] = "running"
+    model: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    latency_s: float | None = None
+    attempts: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    cached: bool | None = None
+    output: str | None = Field(None, description="the stage's output file, relative to the run")
+    error: str | None = None
+
+
+class TopicRecord(BaseModel):
+    """One topic: how its chain went."""
+
+    index: int
+    topic: str
+    slug: str
+    status: TopicStatus = "pending"
+    output: str | None = Field(None, description="the final article, relative to the run")
+    failed_stage: str | None = None
+    error: str | None = None
+    passes: int = 0
+    queued_s: float | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    latency_s: float | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+
+
+class Totals(BaseModel):
+    """Sums over the run."""
+
+    topics: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pending: int = 0
+    calls: int = 0
+    failed_calls: int = 0
+    retries: int | None = None
+    rate_limited: int | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+
+
+class Parallelism(BaseModel):
+    """How much the calls overlapped (filled in by the tracing work)."""
+
+    effective: float | None = None
+    peak: int | None = None
+    verdict: str | None = None
+
+
+class RunManifest(BaseModel):
+    """Everything about one run, as written to ``run.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: Literal["running", "finished", "interrupted"] = "running"
+    mode: Literal["parallel", "sequential"]
+    concurrency: int
+    provider: str
+    endpoint: str
+    topics_file: str
+    chain_file: str
+    output_dir: str = Field(description="the run folder")
+    stages: list[str]
+    started_at: datetime
+    ended_at: datetime | None = None
+    wall_time_s: float | None = None
+    totals: Totals = Field(default_factory=Totals)
+    parallelism: Parallelism | None = None
+    topics: list[TopicRecord] = Field(default_factory=list)
+
+
+class ManifestObserver:
+    """Keeps the RunManifest up to date from events and writes it to ``path``."""
+
+    def __init__(
+        self,
+        path: Path,
+        topics: tuple[Topic, ...],
+        *,
+        topics_file: Path,
+        chain_file: Path,
+        output_dir: Path,
+        interval: float = 2.0,
+    ) -> None:
+        self.path = path
+        self.interval = interval
+        self.manifest: RunManifest | None = None
+        self._topics = topics
+        self._files = (str(topics_file), str(chain_file), str(output_dir))
+        self._t0 = 0.0
+        self._wall0 = datetime.now().astimezone()
+        self._last_write = 0.0
+        self._open_stage: dict[tuple[int, str], StageRecord] = {}
+
+    def _when(self, at: float) -> datetime:
+        return self._wall0 + timedelta(seconds=at - self._t0)
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._start(event)
+            return
+        m = self.manifest
+        if m is None:
+            return
+        match event:
+            case Waited(topic=topic, kind="slot", started=started, at=at):
+                m.topics[topic.index].queued_s = round(at - started, 6)
+            case ChainStarted(topic=topic, at=at):
+                rec = m.topics[topic.index]
+                rec.status, rec.started_at, rec.passes = "running", self._when(at), rec.passes + 1
+            case StageStarted(topic=topic, stage=stage, at=at):
+                record = StageRecord(name=stage, started_at=self._when(at))
+                m.topics[topic.index].stages.append(record)
+                self._open_stage[(topic.index, stage)] = record
+            case CallFinished(topic=topic, stage=stage, attempt=attempt):
+                self._open_stage[(topic.index, stage)].attempts = attempt
+                m.totals.calls += 1
+            case CallFailed(topic=topic, stage=stage, attempt=attempt):
+                self._open_stage[(topic.index, stage)].attempts = attempt
+                m.totals.calls += 1
+                m.totals.failed_calls += 1
+            case StageFinished():
+                record = self._open_stage.pop((event.topic.index, event.stage))
+                record.status, record.model = "succeeded", event.model
+                record.ended_at = self._when(event.at)
+                record.latency_s = round(event.at - event.started, 6)
+                record.attempts = event.attempts
+                record.prompt_tokens = event.prompt_tokens
+                record.completion_tokens = event.completion_tokens
+                record.output = f"stages/{event.topic.slug}/{event.stage}.md"
+            case StageErrored():
+                record = self._open_stage.pop((event.topic.index, event.stage))
+                record.status, record.error = "failed", str(event.error)
+                record.ended_at = self._when(event.at)
+                record.latency_s = round(event.at - event.started, 6)
+                record.attempts = event.attempts
+            case ChainFinished():
+                rec = m.topics[event.topic.index]
+                rec.status, rec.ended_at = event.status, self._when(event.at)
+                rec.latency_s = round(event.at - event.started, 6)
+                rec.failed_stage, rec.error = event.failed_stage, event.error
+                rec.output = f"{event.topic.slug}.md" if event.status == "succeeded" else None
+            case RunFinished():
+                m.status, m.ended_at = event.status, self._when(event.at)
+                m.wall_time_s = round(event.at - self._t0, 6)
+                self.write()
+                return
+        if time.monotonic() - self._last_write >= self.interval:
+            self.write()
+
+    def _start(self, event: RunStarted) -> None:
+        self._t0, self._wall0 = event.at, event.wall_start
+        self.manifest = RunManifest(
+            run_id=event.run_id,
+            mode=event.mode,
+            concurrency=event.concurrency,
+            provider=event.provider,
+            endpoint=event.endpoint,
+            topics_file=self._files[0],
+            chain_file=self._files[1],
+            output_dir=self._files[2],
+            stages=list(event.stages),
+            started_at=event.wall_start,
+            topics=[TopicRecord(index=t.index, topic=t.text, slug=t.slug) for t in self._topics],
+        )
+        self.write()
+
+    def write(self) -> None:
+        """Recompute the totals and write run.json atomically."""
+        m = self.manifest
+        if m is None:
+            return
+        t = m.totals
+        t.topics = len(m.topics)
+        statuses = [r.status for r in m.topics]
+        t.succeeded, t.failed = statuses.count("succeeded"), statuses.count("failed")
+        t.skipped = statuses.count("skipped")
+        t.pending = t.topics - t.succeeded - t.failed - t.skipped
+        stages = [s for r in m.topics for s in r.stages]
+        t.prompt_tokens = sum(s.prompt_tokens or 0 for s in stages)
+        t.completion_tokens = sum(s.completion_tokens or 0 for s in stages)
+        t.total_tokens = t.prompt_tokens + t.completion_tokens
+        atomic_write_text(self.path, m.model_dump_json(indent=2) + "\n")
+        self._last_write = time.monotonic()

@@ -1,0 +1,1 @@
+"""The simulated OpenAI-compatible provider: settings, text and the HTTP server."""

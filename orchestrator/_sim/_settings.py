@@ -1,0 +1,76 @@
+"""The simulated provider's settings: one model, three sources.
+
+Precedence is flag > environment (``ORCHESTRATE_SIM_<FIELD>``) > the chain file's
+``simulated:`` section > the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .._errors import ConfigError
+
+ENV_PREFIX = "ORCHESTRATE_SIM_"
+
+
+class SimSettings(BaseModel):
+    """How the simulated OpenAI-compatible server behaves. Times are in simulated seconds;
+    ``time_scale`` converts them to real ones (0.01 makes a "10 s" call take 0.1 s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_mean: float = Field(1.0, ge=0, description="mean seconds per call before output")
+    latency_jitter: float = Field(
+        0.2, ge=0, description="standard deviation of that latency (normal, clipped at 0)"
+    )
+    per_output_token: float = Field(
+        0.0, ge=0, description="extra seconds per generated token (streaming speed)"
+    )
+    time_scale: float = Field(1.0, gt=0, description="real seconds per simulated second")
+    output_tokens: int = Field(
+        400, gt=0, description="typical answer length in tokens, capped by max_tokens"
+    )
+    context_window: int = Field(
+        128_000, gt=0, description="prompt + max_tokens above this get a 400 error"
+    )
+    seed: int = Field(0, description="seed of the latency random generator")
+
+    def real_seconds(self, simulated: float) -> float:
+        """Convert simulated seconds to the real seconds the server sleeps."""
+        return simulated * self.time_scale
+
+
+def resolve_sim_settings(
+    file_values: Mapping[str, Any] | None = None,
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    source: str = "simulated settings",
+) -> SimSettings:
+    """Merge the three sources (flag > env > file) into one validated SimSettings."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = dict(file_values or {})
+    origin = {name: source for name in merged}
+    for name in SimSettings.model_fields:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            merged[name] = environ[env_name]
+            origin[name] = f"environment variable {env_name}"
+    for name, value in (flags or {}).items():
+        if value is not None:
+            merged[name] = value
+            origin[name] = f"--{name.replace('_', '-')}"
+    try:
+        return SimSettings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        raise ConfigError(
+            f"{err['msg']} (from {origin.get(name, source)})",
+            field=f"simulated.{name}" if name else "simulated",
+            hint="known settings: " + ", ".join(SimSettings.model_fields),
+        ) from None

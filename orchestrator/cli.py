@@ -1,0 +1,185 @@
+"""The ``orchestrate`` command: a thin shell over the library's ``run()``.
+
+Exit codes: 0 all topics done · 1 some topics failed or were not run · 2 usage or config
+error · 130 interrupted. Config errors print ``file:line: field: message`` and a hint, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from ._console import ProgressPrinter, print_summary
+from ._errors import ConfigError
+from ._provider import PROVIDER_CHOICES
+from ._run import run as run_topics
+from ._sim._server import SimServer
+from ._sim._settings import SimSettings, resolve_sim_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else (logging.INFO if verbose == 1 else logging.DEBUG)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _error(message: str) -> None:
+    click.secho("error: ", fg="red", err=True, nl=False)
+    click.echo(message, err=True)
+
+
+def _run_async(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """The one ``asyncio.run`` of the program, with errors turned into exit codes."""
+    try:
+        return asyncio.run(make())
+    except ConfigError as exc:
+        _error(exc.render())
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished topics are saved in the run folder", err=True)
+        return EXIT_INTERRUPTED
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="orchestrate", prog_name="orchestrate")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def main(verbose: int) -> None:
+    """Run a chain of LLM agents (Research → Write → Edit by default) over every topic in a
+    YAML file, concurrently.
+
+    \b
+    Example:
+      orchestrate run configs/topics.example.yaml
+    """
+    _configure_logging(verbose)
+
+
+@main.command("run")
+@click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--chain",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Chain file (default: the topics file's `chain:`, ./configs/chain.yaml, "
+    "or the packaged default).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Chains in flight at once (default: the chain file's `concurrency`).",
+)
+@click.option("--sequential", is_flag=True, help="One chain at a time (same code, one worker).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("outputs"),
+    show_default=True,
+    help="Outputs root: the run goes to OUT/<run-id>/.",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Run only the first N topics.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the summary.")
+def run_command(
+    topics: Path,
+    chain: Path | None,
+    concurrency: int | None,
+    sequential: bool,
+    out: Path,
+    provider: str,
+    limit: int | None,
+    quiet: bool,
+) -> None:
+    """Run the chain over every topic in TOPICS.
+
+    \b
+    Examples:
+      orchestrate run configs/topics.example.yaml
+      orchestrate run configs/topics.example.yaml -c 10
+      orchestrate run my-topics.yaml --sequential --out results
+      OPENAI_API_KEY=sk-... orchestrate run my-topics.yaml
+    """
+
+    async def go() -> int:
+        observers = [] if quiet else [ProgressPrinter()]
+        manifest = await run_topics(
+            topics,
+            chain=chain,
+            out=out,
+            concurrency=concurrency,
+            sequential=sequential,
+            provider=provider,
+            limit=limit,
+            observers=observers,
+        )
+        print_summary(manifest, Path(manifest.output_dir))
+        t = manifest.totals
+        return EXIT_OK if t.failed == 0 and t.pending == 0 else EXIT_FAILED
+
+    sys.exit(_run_async(go))
+
+
+def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--flag`` per SimSettings field, so the flags can never drift from the model."""
+    for name, field in reversed(SimSettings.model_fields.items()):
+        command = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=field.annotation,
+            default=None,
+            help=f"{field.description} [default: {field.default}]",
+        )(command)
+    return command
+
+
+@main.command("serve-sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0 picks a free one).",
+)
+@_sim_options
+def serve_sim(host: str, port: int, **flags: Any) -> None:
+    """Run the simulated OpenAI-compatible provider on its own, until Ctrl-C.
+
+    Settings come from flags > ORCHESTRATE_SIM_* environment variables > defaults.
+
+    \b
+    Example:
+      orchestrate serve-sim --port 8000 --latency-mean 2 --time-scale 0.1
+      OPENAI_BASE_URL=http://127.0.0.1:8000/v1 orchestrate run configs/topics.example.yaml
+    """
+
+    async def go() -> int:
+        settings = resolve_sim_settings(flags=flags)
+        async with SimServer(settings, host=host, port=port) as server:
+            click.echo(f"simulated provider listening on {server.base_url}", err=True)
+            click.echo(f"  export OPENAI_BASE_URL={server.base_url}", err=True)
+            await asyncio.Event().wait()
+        return EXIT_OK
+
+    try:
+        sys.exit(_run_async(go))
+    except OSError as exc:
+        _error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        sys.exit(EXIT_USAGE)
