@@ -20,7 +20,7 @@ from ._config import AgentConfig, AgentSettings, ChainConfig
 from ._defaults import default_chain_file
 from ._sim._settings import SimSettings
 from ._templates import Template, TemplateSyntaxError, UndefinedError, compile_template, render
-from ._topics import Topic, TopicsFile, load_topics, topic_location
+from ._topics import Topic, TopicsFile, load_topics, topic_field, topic_location
 from ._yaml import Loc, YamlDocument, load_yaml
 
 DEFAULT_CHAIN = Path("configs/chain.yaml")
@@ -244,9 +244,11 @@ def _check_topic_fields(topics_file: TopicsFile, stages: tuple[Stage, ...]) -> N
         clash = names.intersection(topic.vars)
         if clash:
             field = sorted(clash)[0]
+            where = (*topic_location(topics_file, topic.index), field)
             raise topics_file.doc.error(
                 f"topic field {field!r} has the name of a stage",
-                (*topic_location(topics_file, topic.index), field),
+                where,
+                field=topic_field(where),
                 hint=f"rename the field: {{{{ {field} }}}} is the output of stage {field!r}",
             )
 
@@ -280,9 +282,11 @@ def _check_templates(
                     name = match.group(1) if match else "?"
                     doc, loc = template.orchestrate_source  # type: ignore[attr-defined]
                     if name in fields_in_any_topic:
+                        where = topic_location(topics_file, topic.index)
                         raise topics_file.doc.error(
                             f"this topic has no field {name!r}, which stage {stage.name!r} uses",
-                            topic_location(topics_file, topic.index),
+                            where,
+                            field=topic_field(where),
                             hint=f"add `{name}:` to this topic, or write "
                             f"{{{{ {name} | default('...') }}}} in {doc.path.name}",
                         ) from None

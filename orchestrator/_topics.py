@@ -14,7 +14,7 @@ from typing import Any
 
 from ._config import check_identifier
 from ._slug import unique_slugs
-from ._yaml import YamlDocument, load_yaml
+from ._yaml import YamlDocument, format_loc, load_yaml
 
 _FILE_KEYS = ("chain", "topics")
 
@@ -71,7 +71,10 @@ def load_topics(path: Path, *, limit: int | None = None) -> TopicsFile:
         if isinstance(item, dict):
             if "topic" not in item:
                 raise doc.error(
-                    "a topic mapping needs a `topic:` key", loc, hint="e.g. `- topic: Tides`"
+                    "a topic mapping needs a `topic:` key",
+                    loc,
+                    hint="e.g. `- topic: Tides`",
+                    field=topic_field(loc),
                 )
             text = _topic_text(doc, item["topic"], (*loc, "topic"))
             for key in item:
@@ -80,7 +83,9 @@ def load_topics(path: Path, *, limit: int | None = None) -> TopicsFile:
                 try:
                     check_identifier(str(key))
                 except ValueError as exc:
-                    raise doc.error(str(exc), (*loc, str(key))) from None
+                    raise doc.error(
+                        str(exc), (*loc, str(key)), field=topic_field((*loc, key))
+                    ) from None
             extras.append({str(k): v for k, v in item.items() if k != "topic"})
         else:
             text = _topic_text(doc, item, loc)
@@ -100,11 +105,18 @@ def _topic_text(doc: YamlDocument, value: Any, loc: tuple[str | int, ...]) -> st
             f"a topic must be text, got {type(value).__name__}",
             loc,
             hint="write the topic as a string, or as a mapping with `topic:` plus extra fields",
+            field=topic_field(loc),
         )
     text = str(value).strip()
     if not text:
-        raise doc.error("a topic is empty", loc)
+        raise doc.error("a topic is empty", loc, field=topic_field(loc))
     return text
+
+
+def topic_field(loc: tuple[str | int, ...]) -> str:
+    """``(3,)`` or ``("topics", 3)`` -> ``"topics[3]"``: the same name for both file forms."""
+    parts = loc[1:] if loc and loc[0] == "topics" else loc
+    return format_loc(("topics", *parts)) or "topics"
 
 
 def topic_location(topics_file: TopicsFile, index: int) -> tuple[str | int, ...]:

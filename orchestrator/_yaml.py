@@ -94,6 +94,10 @@ def load_yaml(path: Path, *, what: str) -> YamlDocument:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and mark is not None:
+            if context_mark.line != mark.line:  # e.g. an unclosed bracket noticed at the end
+                problem += f" ({context} started on line {context_mark.line + 1})"
         raise ConfigError(
             f"YAML syntax error: {problem}",
             file=path,
