@@ -97,6 +97,10 @@ class SimServer:
     async def _chat_completions(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
+        except ConnectionResetError:
+            # The client went away mid-request (an interrupted run): normal for a server, so
+            # no traceback. 499 is nginx's "client closed request"; nobody will read it.
+            return web.Response(status=499)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "The request body is not valid JSON.", type_="invalid_request_error")
         problem = _check_body(body)
