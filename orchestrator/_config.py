@@ -38,12 +38,22 @@ class AgentConfig(AgentSettings):
     )
 
 
+# Names Jinja2 reads as literals or specials whatever the context holds: a stage or field
+# called `none` would render as "None" in every later prompt, silently.
+_JINJA_RESERVED = frozenset({"true", "false", "none", "True", "False", "None", "self"})
+
+
 def check_identifier(value: str) -> str:
     """Stage names and topic fields become template variables, so they must be identifiers."""
     if not value.isidentifier() or keyword.iskeyword(value):
         raise ValueError(
             f"{value!r} is not a valid name: use letters, digits and underscores, "
             "not starting with a digit (it becomes a template variable)"
+        )
+    if value in _JINJA_RESERVED:
+        raise ValueError(
+            f"{value!r} is reserved in templates ({{{{ {value} }}}} never reaches your value); "
+            "choose another name"
         )
     return value
 

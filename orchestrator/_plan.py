@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._config import AgentConfig, AgentSettings, ChainConfig
 from ._defaults import default_chain_file
+from ._errors import ConfigError
 from ._sim._settings import SimSettings
 from ._templates import Template, TemplateSyntaxError, UndefinedError, compile_template, render
 from ._topics import Topic, TopicsFile, load_topics, topic_field, topic_location
@@ -66,6 +67,8 @@ def load_plan(
     topics_path: str | Path, *, chain: str | Path | None = None, limit: int | None = None
 ) -> Plan:
     """Load the topics file, find and load the chain and its agents, and check it all."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"must be at least 1, got {limit}", field="--limit")
     topics_file = load_topics(Path(topics_path), limit=limit)
     chain_path = find_chain(topics_file, chain)
     chain_doc = load_yaml(chain_path, what="chain file")
@@ -89,6 +92,12 @@ def find_chain(topics_file: TopicsFile, explicit: str | Path | None) -> Path:
     if explicit is not None:
         return Path(explicit)
     if topics_file.chain is not None:
+        if not topics_file.chain.is_file():
+            raise topics_file.doc.error(
+                f"chain file not found: {topics_file.chain}",
+                ("chain",),
+                hint="the path is relative to the topics file",
+            )
         return topics_file.chain
     if DEFAULT_CHAIN.is_file():
         return DEFAULT_CHAIN
@@ -97,6 +106,8 @@ def find_chain(topics_file: TopicsFile, explicit: str | Path | None) -> Path:
 
 def _validate(doc: YamlDocument, model: type[M], data: Any, prefix: Loc = ()) -> M:
     """Validate ``data`` against ``model``; the first problem becomes a ConfigError."""
+    if data is None and not prefix:
+        raise doc.error("the file is empty", hint=f"known fields: {', '.join(model.model_fields)}")
     if not isinstance(data, dict):
         raise doc.error(
             f"expected a mapping of settings, got {type(data).__name__}",
@@ -141,6 +152,13 @@ def _fields_at(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
 
 def _resolve_stages(chain_doc: YamlDocument, chain: ChainConfig) -> tuple[Stage, ...]:
     agents_dir = (chain_doc.path.parent / chain.agents_dir).resolve()
+    if not agents_dir.is_dir():
+        raise chain_doc.error(
+            f"agents folder not found: {agents_dir}",
+            ("agents_dir",) if "agents_dir" in chain_doc.data else ("stages",),
+            field="agents_dir",
+            hint="agents_dir is relative to the chain file (default: ../agents)",
+        )
     stages: list[Stage] = []
     seen: set[str] = set()
     for i, spec in enumerate(chain.stages):
@@ -278,9 +296,16 @@ def _check_templates(
                 try:
                     render(template, context)
                 except UndefinedError as exc:
-                    match = _UNDEFINED_NAME.search(exc.message or "")
-                    name = match.group(1) if match else "?"
                     doc, loc = template.orchestrate_source  # type: ignore[attr-defined]
+                    match = _UNDEFINED_NAME.search(exc.message or "")
+                    if match is None:  # e.g. "'str object' has no attribute 'subject'"
+                        raise doc.error(
+                            f"template fails: {exc.message}",
+                            loc,
+                            hint="topic fields and stage outputs are plain text or values; "
+                            "check the attribute or filter used on them",
+                        ) from None
+                    name = match.group(1)
                     if name in fields_in_any_topic:
                         where = topic_location(topics_file, topic.index)
                         raise topics_file.doc.error(
@@ -290,7 +315,9 @@ def _check_templates(
                             hint=f"add `{name}:` to this topic, or write "
                             f"{{{{ {name} | default('...') }}}} in {doc.path.name}",
                         ) from None
-                    if name in later and later[name] >= i:
+                    if name == stage.name:
+                        hint = f"stage {name!r} cannot use its own output"
+                    elif name in later and later[name] > i:
                         hint = (
                             f"stage {name!r} runs after {stage.name!r}; a prompt sees only "
                             "the outputs of earlier stages"

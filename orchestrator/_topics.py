@@ -7,6 +7,7 @@ name the exact entry.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,9 @@ def load_topics(path: Path, *, limit: int | None = None) -> TopicsFile:
     if isinstance(data, dict):
         for key in data:
             if key not in _FILE_KEYS:
-                raise doc.error(f"unknown key {key!r}", (key,), hint="allowed keys: chain, topics")
+                close = difflib.get_close_matches(str(key), _FILE_KEYS, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "allowed keys: chain, topics"
+                raise doc.error(f"unknown field {key!r}", (key,), hint=hint)
         if "topics" not in data:
             raise doc.error("no `topics:` list", hint=hint)
         if data.get("chain") is not None:
@@ -100,6 +103,8 @@ def load_topics(path: Path, *, limit: int | None = None) -> TopicsFile:
 
 
 def _topic_text(doc: YamlDocument, value: Any, loc: tuple[str | int, ...]) -> str:
+    if value is None:
+        raise doc.error("this entry is empty", loc, field=topic_field(loc), hint="write a topic")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise doc.error(
             f"a topic must be text, got {type(value).__name__}",
