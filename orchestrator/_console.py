@@ -25,7 +25,6 @@ class ProgressPrinter:
         self.stream = stream if stream is not None else sys.stderr
         self._total = 0
         self._done = 0
-        self._t0 = 0.0
 
     def _print(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -33,7 +32,7 @@ class ProgressPrinter:
 
     async def on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self._total, self._t0 = event.topics, event.at
+            self._total = event.topics
             mode = "sequential" if event.mode == "sequential" else "parallel"
             mode += f", concurrency {event.concurrency}"
             self._print(

@@ -119,7 +119,6 @@ class Engine:
                 self.clock(),
             )
         )
-        log.debug("chain.finished", topic=topic.slug, status=result.status)
         return result
 
     async def run_stage(self, topic: Topic, stage: Stage, context: dict[str, Any]) -> str:

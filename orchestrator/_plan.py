@@ -44,11 +44,10 @@ class Stage:
 
     def messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
         """Render this stage's chat messages for one topic."""
-        ctx = dict(context)
         messages = []
         if self.system is not None:
-            messages.append({"role": "system", "content": render(self.system, ctx)})
-        messages.append({"role": "user", "content": render(self.prompt, ctx)})
+            messages.append({"role": "system", "content": render(self.system, context)})
+        messages.append({"role": "user", "content": render(self.prompt, context)})
         return messages
 
 

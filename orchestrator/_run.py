@@ -58,14 +58,14 @@ async def run(
             field="--concurrency",
             hint="drop --concurrency, or drop --sequential",
         )
-    width = 1 if sequential else (concurrency or plan.chain.concurrency)
+    width = 1 if sequential else (plan.chain.concurrency if concurrency is None else concurrency)
     if width < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
-    chosen = choose_provider(provider, environ) if client is None else "custom"
 
     async with AsyncExitStack() as stack:
         endpoint: Endpoint
         if client is None:
+            chosen = choose_provider(provider, environ)
             sim_settings = None
             if chosen == "simulated":
                 sim_settings = resolve_sim_settings(
@@ -76,7 +76,7 @@ async def run(
                 )
             openai_client, endpoint = await stack.enter_async_context(
                 open_client(
-                    chosen,  # type: ignore[arg-type]
+                    chosen,
                     concurrency=min(width, len(plan.topics)),
                     request_timeout=plan.chain.timeout,
                     environ=environ,

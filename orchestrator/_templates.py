@@ -6,6 +6,7 @@ value as a template, so ``{{ 7*7 }}`` inside a topic stays literally that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
@@ -28,6 +29,6 @@ def compile_template(source: str) -> Template:
     return _env.from_string(source)
 
 
-def render(template: Template, context: dict[str, Any]) -> str:
+def render(template: Template, context: Mapping[str, Any]) -> str:
     """Render with the given variables; a missing variable raises ``UndefinedError``."""
     return template.render(context).strip()

@@ -134,6 +134,12 @@ async def test_cli_refuses_flags_that_make_no_sense(project: Path) -> None:
     assert "--sequential" in err
 
 
+async def test_library_refuses_zero_concurrency_before_starting(project: Path) -> None:
+    with pytest.raises(orchestrator.ConfigError, match="at least 1"):
+        await orchestrator.run("configs/topics.example.yaml", concurrency=0)
+    assert not (project / "outputs").exists()
+
+
 async def test_provider_openai_without_key_or_url_is_a_clear_error(project: Path) -> None:
     code, _, err = await orchestrate(
         "run", "configs/topics.example.yaml", "--provider", "openai", cwd=project
