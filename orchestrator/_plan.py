@@ -22,7 +22,7 @@ from ._errors import ConfigError
 from ._sim._settings import SimSettings
 from ._templates import Template, TemplateSyntaxError, UndefinedError, compile_template, render
 from ._topics import Topic, TopicsFile, load_topics, topic_field, topic_location
-from ._yaml import Loc, YamlDocument, load_yaml
+from ._yaml import Loc, YamlDocument, format_loc, load_yaml
 
 DEFAULT_CHAIN = Path("configs/chain.yaml")
 M = TypeVar("M", bound=BaseModel)
@@ -244,9 +244,11 @@ def _compile(source: str, doc: YamlDocument, loc: Loc) -> Template:
     try:
         template = compile_template(source)
     except TemplateSyntaxError as exc:
-        raise doc.error(
-            f"template syntax error on line {exc.lineno} of the template: {exc.message}",
-            loc,
+        raise ConfigError(
+            f"template syntax error: {exc.message}",
+            file=doc.path,
+            line=doc.line_within(loc, exc.lineno),
+            field=format_loc(loc),
             hint="Jinja2 syntax: {{ variable }}, {% if ... %}...{% endif %}",
         ) from None
     # Remember where the template came from, for errors found when it is rendered.

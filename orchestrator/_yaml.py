@@ -30,35 +30,49 @@ class YamlDocument:
     data: Any
     _root: yaml.Node | None = field(default=None, repr=False)
 
-    def line_of(self, loc: Loc) -> int | None:
-        """The 1-based line of the value at ``loc`` (keys and list indexes), or of its nearest
-        parent that exists."""
+    def _walk(self, loc: Loc) -> tuple[int | None, yaml.Node | None]:
+        """Follow ``loc`` down the node tree: (line of the deepest key or item reached, the
+        node at ``loc`` or None when the path stops early)."""
         if self._root is None:
             try:
                 self._root = yaml.compose(self.text, Loader=_Loader)
             except yaml.YAMLError:
-                return None
+                return None, None
         node = self._root
         if node is None:
-            return None
+            return None, None
         line = node.start_mark.line + 1
         for part in loc:
             if isinstance(node, yaml.MappingNode):
                 for key_node, value_node in node.value:
                     if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                        line = key_node.start_mark.line + 1
-                        node = value_node
+                        line, node = key_node.start_mark.line + 1, value_node
                         break
                 else:
-                    return line
+                    return line, None
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
                 if not 0 <= part < len(node.value):
-                    return line
+                    return line, None
                 node = node.value[part]
                 line = node.start_mark.line + 1
             else:
-                return line
-        return line
+                return line, None
+        return line, node
+
+    def line_of(self, loc: Loc) -> int | None:
+        """The 1-based line of the value at ``loc`` (keys and list indexes), or of its nearest
+        parent that exists."""
+        return self._walk(loc)[0]
+
+    def line_within(self, loc: Loc, inner_line: int) -> int | None:
+        """The file line of line ``inner_line`` (1-based) of the string value at ``loc``,
+        e.g. of a template error inside a ``prompt: |`` block."""
+        line, node = self._walk(loc)
+        if not isinstance(node, yaml.ScalarNode):
+            return line
+        # A block scalar's text starts on the line after its `|` or `>` indicator.
+        first = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
+        return first + inner_line - 1
 
     def error(
         self, message: str, loc: Loc = (), *, hint: str | None = None, field: str | None = None

@@ -448,7 +448,7 @@ def test_stage_named_like_a_jinja_constant_is_rejected_or_usable(project: Path, 
 # templates
 
 
-def test_template_syntax_error_says_which_line_of_the_template(project: Path) -> None:
+def test_template_syntax_error_points_at_the_line_inside_the_block(project: Path) -> None:
     bad = agent(
         project,
         "research",
@@ -461,9 +461,15 @@ def test_template_syntax_error_says_which_line_of_the_template(project: Path) ->
         """,
     )
     err = config_error(topics_ok(project))
-    assert_at(err, bad, 2, "prompt")
-    assert err.message.startswith("template syntax error on line 3 of the template")
+    assert_at(err, bad, 5, "prompt")  # the `Notes:` line, the block's third line
+    assert err.message.startswith("template syntax error:")
     assert err.hint is not None and "Jinja2 syntax" in err.hint
+
+
+def test_template_syntax_error_in_a_one_line_prompt_points_at_that_line(project: Path) -> None:
+    bad = agent(project, "research", 'model: m\nprompt: "About {{ topic "\n')
+    err = config_error(topics_ok(project))
+    assert_at(err, bad, 2, "prompt")
 
 
 def test_unclosed_block_in_chain_override_prompt_points_at_the_override(project: Path) -> None:
