@@ -8,7 +8,14 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
 
 from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
 from ._engine import ChainResult, Engine
-from ._errors import CallError, ConfigError, OrchestrateError, RunError, StageFailed
+from ._errors import (
+    CallError,
+    ConfigError,
+    OrchestrateError,
+    OutputError,
+    RunError,
+    StageFailed,
+)
 from ._events import (
     CallFailed,
     CallFinished,
@@ -48,6 +55,7 @@ __all__ = [
     "Observer",
     "OpenAIChatClient",
     "OrchestrateError",
+    "OutputError",
     "Plan",
     "RunError",
     "RunFinished",

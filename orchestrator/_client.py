@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion
 
 from ._errors import CallError
 from ._tokens import estimate_message_tokens, estimate_tokens
@@ -116,8 +117,15 @@ class OpenAIChatClient:
             raise CallError(f"connection failed: {cause}", retryable=True) from exc
         except openai.APIError as exc:  # e.g. a response body that is not a completion
             raise CallError(f"invalid response: {exc}", retryable=True) from exc
-        if not completion.choices:
-            raise CallError("the response has no choices", retryable=True)
+        if not isinstance(completion, ChatCompletion):
+            content_type = raw.headers.get("content-type", "unknown content type")
+            raise CallError(
+                f"the endpoint did not answer with a chat completion ({content_type}); "
+                "is the base URL right (it usually ends in /v1)?",
+                status=raw.status_code,
+            )
+        if not completion.choices or completion.choices[0].message is None:
+            raise CallError("the response has no message", retryable=True)
         choice = completion.choices[0]
         text = choice.message.content
         if text is None:

@@ -7,7 +7,6 @@ keeps the results apart from the chatter.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
@@ -18,10 +17,16 @@ from ._events import ChainFinished, Event, RunStarted
 from ._manifest import RunManifest
 
 
+def shorten(text: str, width: int = 80) -> str:
+    """One line of at most ``width`` characters: a 2 MB topic must not flood the terminal."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 class ProgressPrinter:
     """An observer printing one line when the run starts and one per finished topic."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, *, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self._total = 0
         self._done = 0
@@ -48,12 +53,13 @@ class ProgressPrinter:
             count = f"[{self._done:>{width}}/{self._total}]"
             line = f"{mark} {count} {event.topic.slug}  {elapsed:.1f}s"
             if event.status == "failed":
-                line += f"  {event.failed_stage}: {event.error}"
+                line += f"  {event.failed_stage}: {shorten(event.error or '', 300)}"
             self._print(line)
 
 
-def print_summary(manifest: RunManifest, run_dir: Path, console: Console | None = None) -> None:
-    """The table a user reads at the end of a run."""
+def print_summary(manifest: RunManifest, *, console: Console | None = None) -> None:
+    """The table a user reads at the end of a run. Text from topics, errors and paths is
+    data, never rich markup."""
     console = console or Console()
     t = manifest.totals
     table = Table(title=f"run {manifest.run_id} ({manifest.status})", show_header=False)
@@ -79,15 +85,15 @@ def print_summary(manifest: RunManifest, run_dir: Path, console: Console | None 
         else f"parallel, concurrency {manifest.concurrency}"
     )
     table.add_row("mode", mode)
-    table.add_row("provider", f"{manifest.provider} ({manifest.endpoint})")
-    table.add_row("outputs", str(run_dir))
+    table.add_row("provider", escape(f"{manifest.provider} ({manifest.endpoint})"))
+    table.add_row("outputs", escape(manifest.output_dir))
     console.print(table)
     failed = [r for r in manifest.topics if r.status == "failed"]
     for record in failed[:20]:
         # Topic text and errors are data: escaped so "[bold]" in a topic prints as written.
         console.print(
-            f"[red]failed[/red] {escape(repr(record.topic))} at {record.failed_stage}: "
-            f"{escape(record.error or '')}",
+            f"[red]failed[/red] {escape(repr(shorten(record.topic)))} at {record.failed_stage}: "
+            f"{escape(shorten(record.error or '', 300))}",
             highlight=False,
         )
     if len(failed) > 20:

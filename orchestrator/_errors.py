@@ -7,7 +7,8 @@ Mistakes of the user are kept apart from failures of a run (as pydantic-ai separ
     ├── ConfigError          a config, topics or agent file is wrong; exit code 2
     └── RunError             something failed while running
         ├── CallError        one model call failed (status code, retryable or not)
-        └── StageFailed      a stage of one topic's chain gave up
+        ├── StageFailed      a stage of one topic's chain gave up
+        └── OutputError      a result could not be saved (disk full, no permission)
 
 Exceptions carry attributes, not just strings, so callers can act on them.
 """
@@ -86,3 +87,12 @@ class StageFailed(RunError):
         self.attempts = attempts
         self.last_error = last_error
         super().__init__(f"stage {stage!r} failed after {attempts} attempt(s): {last_error}")
+
+
+class OutputError(RunError):
+    """A file of the run could not be written; ``path`` says which."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason}")

@@ -126,8 +126,11 @@ class ChainFinished:
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
+    """The run ended: ``finished`` (every chain ran), ``interrupted`` (Ctrl-C or
+    cancellation) or ``failed`` (results could no longer be saved)."""
+
     at: float
-    status: Literal["finished", "interrupted"]
+    status: Literal["finished", "interrupted", "failed"]
 
 
 Event = (

@@ -6,21 +6,29 @@ half-written output behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ._errors import ConfigError, OutputError
+
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` via a temporary file and a rename; OutputError on failure."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputError(path, exc.strerror or str(exc)) from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -31,16 +39,31 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def create_run_dir(root: Path) -> tuple[str, Path]:
-    """Make ``root/<run-id>/`` (a fresh id on the rare collision) and return both."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Make ``root/<run-id>/`` (a fresh id on the rare collision) and return both.
+
+    An outputs root that cannot be used is the user's to fix: a ConfigError on ``--out``.
+    """
     while True:
         run_id = new_run_id()
         run_dir = root / run_id
         try:
+            root.mkdir(parents=True, exist_ok=True)
             run_dir.mkdir()
         except FileExistsError:
-            continue
-        return run_id, run_dir
+            if root.is_dir():
+                continue
+            raise ConfigError(
+                f"cannot create the outputs folder {root}: a file is in the way",
+                field="--out",
+                hint="choose another --out",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {run_dir}: {exc.strerror or exc}",
+                field="--out",
+                hint="choose a writable --out folder",
+            ) from None
+        return run_id, run_dir.resolve()
 
 
 def point_latest(root: Path, run_id: str) -> None:

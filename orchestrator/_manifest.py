@@ -8,6 +8,7 @@ while the run goes on, and once at the end — not per call.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,7 @@ class StageRecord(BaseModel):
     """One stage of one topic."""
 
     name: str
-    status: Literal["running", "succeeded", "failed"] = "running"
+    status: Literal["running", "succeeded", "failed", "interrupted"] = "running"
     model: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
@@ -102,7 +103,7 @@ class RunManifest(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     run_id: str
-    status: Literal["running", "finished", "interrupted"] = "running"
+    status: Literal["running", "finished", "interrupted", "failed"] = "running"
     mode: Literal["parallel", "sequential"]
     concurrency: int
     provider: str
@@ -131,15 +132,17 @@ class ManifestObserver:
         chain_file: Path,
         output_dir: Path,
         interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self.interval = interval
+        self.clock = clock
         self.manifest: RunManifest | None = None
         self._topics = topics
         self._files = (str(topics_file), str(chain_file), str(output_dir))
         self._t0 = 0.0
         self._wall0 = datetime.now().astimezone()
-        self._last_write = 0.0
+        self._next_write = 0.0
         self._open_stage: dict[tuple[int, str], StageRecord] = {}
 
     def _when(self, at: float) -> datetime:
@@ -193,9 +196,14 @@ class ManifestObserver:
             case RunFinished():
                 m.status, m.ended_at = event.status, self._when(event.at)
                 m.wall_time_s = round(event.at - self._t0, 6)
+                for (index, _), record in self._open_stage.items():
+                    # Stopped mid-chain: the topic is not done, so it is pending again.
+                    record.status = "interrupted"
+                    m.topics[index].status = "pending"
+                self._open_stage.clear()
                 self.write()
                 return
-        if time.monotonic() - self._last_write >= self.interval:
+        if self.clock() >= self._next_write:
             self.write()
 
     def _start(self, event: RunStarted) -> None:
@@ -230,5 +238,9 @@ class ManifestObserver:
         t.prompt_tokens = sum(s.prompt_tokens or 0 for s in stages)
         t.completion_tokens = sum(s.completion_tokens or 0 for s in stages)
         t.total_tokens = t.prompt_tokens + t.completion_tokens
+        started = self.clock()
         atomic_write_text(self.path, m.model_dump_json(indent=2) + "\n")
-        self._last_write = time.monotonic()
+        # A huge manifest (100k topics takes seconds to write) must not eat the run: keep
+        # writing under a tenth of the time, whatever the interval.
+        now = self.clock()
+        self._next_write = now + max(self.interval, 10 * (now - started))

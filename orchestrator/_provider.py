@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from ._client import OpenAIChatClient
 from ._errors import ConfigError
@@ -24,12 +25,34 @@ PLACEHOLDER_API_KEY = "orchestrate-no-key"
 SIMULATED_API_KEY = "simulated"
 
 
+# The SDK's own default, passed explicitly so that `environ=` is honoured in full.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """What a run is talking to (never includes a secret)."""
+    """What a run is talking to (never includes a secret: see ``redact_url``)."""
 
     provider: str
     base_url: str
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """The key and URL an openai-provider run uses, read from the environment."""
+
+    api_key: str
+    base_url: str
+
+
+def redact_url(url: str) -> str:
+    """Drop user-info and query from a URL: ``http://u:pw@h/v1?key=x`` -> ``http://h/v1``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
 
 
 def choose_provider(choice: str, environ: Mapping[str, str]) -> Literal["openai", "simulated"]:
@@ -44,13 +67,42 @@ def choose_provider(choice: str, environ: Mapping[str, str]) -> Literal["openai"
     )
 
 
+def openai_settings(environ: Mapping[str, str]) -> OpenAISettings:
+    """Read ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` as the SDK does, and refuse values that
+    could only make every call fail."""
+    base_url = environ.get("OPENAI_BASE_URL")
+    api_key = environ.get("OPENAI_API_KEY")
+    if base_url is not None:
+        if not base_url.strip():
+            raise ConfigError(
+                "OPENAI_BASE_URL is set but empty",
+                field="OPENAI_BASE_URL",
+                hint="unset it to use OpenAI, or set it to a URL like http://localhost:11434/v1",
+            )
+        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+            raise ConfigError(
+                f"OPENAI_BASE_URL is not an http(s) URL: {redact_url(base_url)!r}",
+                field="OPENAI_BASE_URL",
+                hint="e.g. http://localhost:11434/v1 (Ollama) or http://localhost:8000/v1 (vLLM)",
+            )
+    if not api_key:
+        if base_url is None:
+            raise ConfigError(
+                "the openai provider needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)",
+                field="--provider",
+                hint="export OPENAI_API_KEY=sk-..., or use --provider simulated to try it keyless",
+            )
+        api_key = PLACEHOLDER_API_KEY  # a keyless local endpoint (Ollama, vLLM)
+    return OpenAISettings(api_key=api_key, base_url=base_url or OPENAI_DEFAULT_BASE_URL)
+
+
 @asynccontextmanager
 async def open_client(
     provider: Literal["openai", "simulated"],
     *,
     concurrency: int,
     request_timeout: float,
-    environ: Mapping[str, str],
+    openai: OpenAISettings | None = None,
     sim_settings: SimSettings | None = None,
 ) -> AsyncIterator[tuple[OpenAIChatClient, Endpoint]]:
     """Start what the provider needs (the simulated server) and yield a client for it."""
@@ -67,19 +119,15 @@ async def open_client(
             finally:
                 await client.aclose()
         return
-    api_key = None  # the SDK reads OPENAI_API_KEY itself
-    if not environ.get("OPENAI_API_KEY"):
-        if not environ.get("OPENAI_BASE_URL"):
-            raise ConfigError(
-                "the openai provider needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)",
-                field="--provider",
-                hint="export OPENAI_API_KEY=sk-..., or use --provider simulated to try it keyless",
-            )
-        api_key = PLACEHOLDER_API_KEY
+    if openai is None:
+        raise ValueError("the openai provider needs its OpenAISettings")
     client = OpenAIChatClient.create(
-        api_key=api_key, concurrency=concurrency, timeout=request_timeout
+        api_key=openai.api_key,
+        base_url=openai.base_url,
+        concurrency=concurrency,
+        timeout=request_timeout,
     )
     try:
-        yield client, Endpoint("openai", client.base_url)
+        yield client, Endpoint("openai", redact_url(client.base_url))
     finally:
         await client.aclose()

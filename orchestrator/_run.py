@@ -6,6 +6,7 @@ config → plan → provider and client → engine with observers → manifest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,13 +16,13 @@ from typing import Any
 
 from ._client import ChatClient
 from ._engine import Engine
-from ._errors import ConfigError
+from ._errors import ConfigError, OrchestrateError, RunError
 from ._events import Observer, RunFinished, RunStarted
 from ._files import create_run_dir, point_latest
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
 from ._plan import Plan, load_plan
-from ._provider import Endpoint, choose_provider, open_client
+from ._provider import Endpoint, choose_provider, open_client, openai_settings, redact_url
 from ._sim._settings import resolve_sim_settings
 
 
@@ -62,51 +63,55 @@ async def run(
     if width < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
 
+    openai_config = sim_settings = None
+    if client is None:
+        chosen = choose_provider(provider, environ)
+        if chosen == "openai":
+            openai_config = openai_settings(environ)
+        else:
+            sim_settings = resolve_sim_settings(
+                plan.chain.simulated,
+                flags=sim,
+                environ=environ,
+                source=f"{plan.chain_file} simulated:",
+            )
+    # Everything the user could have got wrong is checked; only now does a run folder appear.
+    out = Path(out)
+    run_id, run_dir = create_run_dir(out)
+    point_latest(out, run_id)
     async with AsyncExitStack() as stack:
-        endpoint: Endpoint
         if client is None:
-            chosen = choose_provider(provider, environ)
-            sim_settings = None
-            if chosen == "simulated":
-                sim_settings = resolve_sim_settings(
-                    plan.chain.simulated,
-                    flags=sim,
-                    environ=environ,
-                    source=f"{plan.chain_file} simulated:",
-                )
             openai_client, endpoint = await stack.enter_async_context(
                 open_client(
                     chosen,
                     concurrency=min(width, len(plan.topics)),
                     request_timeout=plan.chain.timeout,
-                    environ=environ,
+                    openai=openai_config,
                     sim_settings=sim_settings,
                 )
             )
             client = openai_client
         else:
-            endpoint = Endpoint("custom", str(getattr(client, "base_url", "")))
-        manifest = await _execute(plan, client, endpoint, Path(out), width, sequential, observers)
-    return manifest
+            endpoint = Endpoint("custom", redact_url(str(getattr(client, "base_url", ""))))
+        return await _execute(plan, client, endpoint, run_id, run_dir, width, sequential, observers)
 
 
 async def _execute(
     plan: Plan,
     client: ChatClient,
     endpoint: Endpoint,
-    out: Path,
+    run_id: str,
+    run_dir: Path,
     width: int,
     sequential: bool,
     observers: Sequence[Observer],
 ) -> RunManifest:
-    run_id, run_dir = create_run_dir(out)
-    point_latest(out, run_id)
     manifest = ManifestObserver(
         run_dir / "run.json",
         plan.topics,
         topics_file=plan.topics_file,
         chain_file=plan.chain_file,
-        output_dir=run_dir.resolve(),
+        output_dir=run_dir,
     )
     engine = Engine(
         plan.stages,
@@ -135,11 +140,16 @@ async def _execute(
 
 @asynccontextmanager
 async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
-    """Always close the run: ``finished`` normally, ``interrupted`` on Ctrl-C/cancellation,
-    so run.json never stays ``running`` for a run that has stopped."""
+    """Always close the run — ``finished``, ``interrupted`` (Ctrl-C, cancellation) or
+    ``failed`` (results could not be saved) — so run.json never stays ``running``."""
     try:
         yield
     except (asyncio.CancelledError, KeyboardInterrupt):
         await asyncio.shield(engine.emit(RunFinished(engine.clock(), "interrupted")))
+        raise
+    except RunError:
+        # Saving may be what failed; the original error is the one worth reporting.
+        with contextlib.suppress(OrchestrateError):
+            await engine.emit(RunFinished(engine.clock(), "failed"))
         raise
     await engine.emit(RunFinished(engine.clock(), "finished"))

@@ -18,7 +18,8 @@ import click
 import structlog
 
 from ._console import ProgressPrinter, print_summary
-from ._errors import ConfigError
+from ._errors import ConfigError, RunError
+from ._events import Event, Observer, RunStarted
 from ._provider import PROVIDER_CHOICES
 from ._run import run as run_topics
 from ._sim._server import SimServer
@@ -40,16 +41,36 @@ def _error(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _run_async(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def _run_async(make: Callable[[], Coroutine[Any, Any, int]], *, saved: Callable[[], str]) -> int:
     """The one ``asyncio.run`` of the program, with errors turned into exit codes."""
     try:
         return asyncio.run(make())
     except ConfigError as exc:
         _error(exc.render())
         return EXIT_USAGE
+    except RunError as exc:
+        _error(f"{exc}\n  {saved()}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished topics are saved in the run folder", err=True)
+        click.echo(f"\ninterrupted: {saved()}", err=True)
         return EXIT_INTERRUPTED
+
+
+class _RunFolder:
+    """Remembers where the run writes, for the message after Ctrl-C."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.run_id: str | None = None
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+
+    def saved_message(self) -> str:
+        if self.run_id is None:
+            return "nothing was started"
+        return f"finished topics are saved in {self.out / self.run_id}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,8 +138,10 @@ def run_command(
       OPENAI_API_KEY=sk-... orchestrate run my-topics.yaml
     """
 
+    folder = _RunFolder(out)
+
     async def go() -> int:
-        observers = [] if quiet else [ProgressPrinter()]
+        observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
         manifest = await run_topics(
             topics,
             chain=chain,
@@ -129,11 +152,11 @@ def run_command(
             limit=limit,
             observers=observers,
         )
-        print_summary(manifest, Path(manifest.output_dir))
+        print_summary(manifest)
         t = manifest.totals
         return EXIT_OK if t.failed == 0 and t.pending == 0 else EXIT_FAILED
 
-    sys.exit(_run_async(go))
+    sys.exit(_run_async(go, saved=folder.saved_message))
 
 
 def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,7 +202,7 @@ def serve_sim(host: str, port: int, **flags: Any) -> None:
         return EXIT_OK
 
     try:
-        sys.exit(_run_async(go))
+        sys.exit(_run_async(go, saved=lambda: "simulated provider stopped"))
     except OSError as exc:
         _error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         sys.exit(EXIT_USAGE)

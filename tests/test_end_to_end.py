@@ -292,8 +292,106 @@ async def test_ctrl_c_exits_130_and_keeps_finished_work(project: Path) -> None:
     assert "Traceback" not in err.decode(), err.decode()
     manifest = manifest_of(project / "outputs")
     assert manifest.status == "interrupted"
+    assert "finished topics are saved in outputs/" in err.decode()
+    assert not [t for t in manifest.topics if t.status == "running"], "in flight -> pending"
     done = [t for t in manifest.topics if t.status == "succeeded"]
     assert len(done) >= 2
     assert len(done) < 10
     for record in done:
         assert (Path(manifest.output_dir) / f"{record.slug}.md").is_file()
+
+
+async def test_results_that_cannot_be_saved_stop_the_run_as_failed(project: Path) -> None:
+    """A disk that fills up mid-run: RunError, run.json closed as failed, nothing hangs."""
+    from orchestrator import OutputError, StageFinished
+
+    class DiskFullAfterTwoStages:
+        seen = 0
+
+        async def on_event(self, event: orchestrator.Event) -> None:
+            if isinstance(event, StageFinished):
+                self.seen += 1
+                if self.seen > 2:
+                    raise OutputError("outputs/x.md", "No space left on device")
+
+    with pytest.raises(OutputError):
+        await orchestrator.run(
+            "configs/topics.example.yaml",
+            sim={"time_scale": 0.01},
+            observers=[DiskFullAfterTwoStages()],
+        )
+    manifest = manifest_of(project / "outputs")
+    assert manifest.status == "failed"
+    assert manifest.totals.pending == 10 - manifest.totals.succeeded - manifest.totals.failed
+
+
+async def test_cli_out_blocked_by_a_file_is_a_usage_error(project: Path) -> None:
+    (project / "blocker").write_text("a file, not a folder")
+    code, _, err = await orchestrate(
+        "run", "configs/topics.example.yaml", "--out", "blocker/runs", cwd=project
+    )
+    assert code == 2
+    assert "--out" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["", "localhost:11434/v1", "not a url"])
+async def test_cli_bad_openai_base_url_is_a_usage_error(project: Path, value: str) -> None:
+    code, _, err = await orchestrate(
+        "run",
+        "configs/topics.example.yaml",
+        cwd=project,
+        env={"OPENAI_BASE_URL": value, "OPENAI_API_KEY": "sk-x"},
+    )
+    assert code == 2, err
+    assert "OPENAI_BASE_URL" in err
+    assert not (project / "outputs").exists()
+
+
+async def test_endpoint_credentials_never_reach_the_manifest(project: Path) -> None:
+    from .fakes import FakeClient
+
+    client = FakeClient()
+    client.base_url = "https://user:hunter2@gateway.example/v1?api-key=hunter3"  # type: ignore[attr-defined]
+    manifest = await orchestrator.run("configs/topics.example.yaml", client=client, limit=1)
+    assert manifest.endpoint == "https://gateway.example/v1"
+    assert "hunter" not in (Path(manifest.output_dir) / "run.json").read_text()
+
+
+async def test_environ_argument_is_honoured_without_os_environ(
+    project: Path, recording_server: RecordingServer
+) -> None:
+    """The library's environ= supplies key and URL even when os.environ has neither."""
+    manifest = await orchestrator.run(
+        "configs/topics.example.yaml",
+        limit=1,
+        environ={"OPENAI_BASE_URL": recording_server.base_url, "OPENAI_API_KEY": "sk-env"},
+    )
+    assert manifest.totals.succeeded == 1
+    assert recording_server.auth[0] == "Bearer sk-env"
+
+
+async def test_an_endpoint_that_is_not_openai_compatible_fails_clearly(project: Path) -> None:
+    """A 200 HTML page (e.g. a base URL missing /v1) is a CallError, not an AttributeError."""
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>welcome</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", html)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        manifest = await orchestrator.run(
+            "configs/topics.example.yaml",
+            limit=1,
+            environ={"OPENAI_BASE_URL": f"http://127.0.0.1:{port}", "OPENAI_API_KEY": "k"},
+        )
+    finally:
+        await runner.cleanup()
+    error = manifest.topics[0].error or ""
+    assert "did not answer with a chat completion (text/html" in error
+    assert "/v1" in error

@@ -10,14 +10,16 @@ import pytest
 from orchestrator import (
     CallFailed,
     ChainFinished,
+    ChainStarted,
     Engine,
+    Event,
     StageErrored,
     StageFinished,
     StageStarted,
-    Topic,
     Waited,
     load_plan,
 )
+from orchestrator._errors import OutputError
 from orchestrator._plan import Plan
 
 from .conftest import write
@@ -159,8 +161,72 @@ def test_concurrency_below_one_is_refused() -> None:
         Engine((), client=FakeClient(), concurrency=0)
 
 
-def test_topic_is_plain_data() -> None:
-    """Topic is a small frozen record (the engine may hold 100k of them)."""
-    topic = Topic(index=0, text="t", slug="t")
-    with pytest.raises(AttributeError):
-        topic.text = "other"  # type: ignore[misc]
+class FailingObserver:
+    """An observer whose output cannot be written once ``topic`` finishes a stage."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, StageFinished) and event.topic.text == self.topic:
+            raise OutputError(f"/out/{event.topic.slug}.md", "No space left on device")
+
+
+async def test_a_failing_observer_stops_new_chains_and_raises_run_error(project: Path) -> None:
+    """Results that cannot be saved stop the run: chains in flight finish, none start."""
+    plan = chain_plan(project, [f"t{i}" for i in range(20)])
+    recorder = Recorder()
+    engine = Engine(
+        plan.stages,
+        client=FakeClient(delay=0.001),
+        concurrency=2,
+        observers=[FailingObserver("t1"), recorder],
+    )
+    with pytest.raises(OutputError, match="No space left on device"):
+        await engine.run_pass(plan.topics)
+    assert engine.stopping
+    started = {e.topic.text for e in recorder.of(ChainStarted)}
+    assert started == {"t0", "t1"}, "no chain starts after the failure"
+    assert [e.topic.text for e in recorder.of(ChainFinished)] == ["t0"], "t0 ran to its end"
+
+
+async def test_an_observer_failure_is_not_mistaken_for_a_stage_failure(project: Path) -> None:
+    plan = chain_plan(project, ["only"])
+    recorder = Recorder()
+    with pytest.raises(OutputError):
+        await Engine(
+            plan.stages,
+            client=FakeClient(),
+            concurrency=1,
+            observers=[FailingObserver("only"), recorder],
+        ).run_pass(plan.topics)
+    assert recorder.of(StageErrored) == []
+
+
+async def test_stop_lets_chains_in_flight_finish_and_starts_no_more(project: Path) -> None:
+    plan = chain_plan(project, [f"t{i}" for i in range(10)])
+    engine = Engine(plan.stages, client=FakeClient(delay=0.001), concurrency=3)
+
+    class StopAfterFirst:
+        async def on_event(self, event: Event) -> None:
+            if isinstance(event, ChainFinished):
+                engine.stop()
+
+    engine.observers = (StopAfterFirst(),)
+    results = await engine.run_pass(plan.topics)
+    assert len(results) == 3, "the three chains in flight finish; the other seven never start"
+    assert all(r.status == "succeeded" for r in results)
+
+
+async def test_a_chain_resumes_after_its_finished_stages(project: Path) -> None:
+    """``done`` outputs are not called again, and later prompts see them (the retry pass
+    and resume build on this)."""
+    plan = chain_plan(project, ["Tides"])
+    client = FakeClient(echo)
+    result = await Engine(plan.stages, client=client, concurrency=1).run_chain(
+        plan.topics[0], done={"research": "EARLIER"}
+    )
+    assert [r.model for r in client.requests] == ["m2", "m3"]
+    assert client.requests[0].messages[-1]["content"] == "W Tides <EARLIER>"
+    assert result.status == "succeeded"
+    assert list(result.outputs) == ["research", "write", "edit"]

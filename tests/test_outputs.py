@@ -73,7 +73,7 @@ def test_latest_points_at_the_newest_run(tmp_path: Path) -> None:
 
 
 async def test_run_json_is_written_at_start_then_throttled(tmp_path: Path) -> None:
-    """Events between writes only mark the manifest dirty; the interval bounds rewrites."""
+    """Events before the interval has passed do not rewrite run.json; the next one after does."""
     from orchestrator import ChainStarted, Topic
 
     path = tmp_path / "run.json"
@@ -84,8 +84,10 @@ async def test_run_json_is_written_at_start_then_throttled(tmp_path: Path) -> No
         topics_file=tmp_path / "t.yaml",
         chain_file=tmp_path / "c.yaml",
         output_dir=tmp_path,
-        interval=3600,
+        interval=2.0,
+        clock=lambda: now,
     )
+    now = 100.0
     await observer.on_event(
         RunStarted("rid", 0.0, datetime.now().astimezone(), "parallel", 2, "sim", "", 2, ["s"])
     )
@@ -95,7 +97,7 @@ async def test_run_json_is_written_at_start_then_throttled(tmp_path: Path) -> No
 
     await observer.on_event(ChainStarted(topics[0], 1.0))
     assert RunManifest.model_validate_json(path.read_text()).topics[0].status == "pending"
-    observer.interval = 0
+    now = 102.5
     await observer.on_event(ChainStarted(topics[1], 1.0))
     assert [t.status for t in RunManifest.model_validate_json(path.read_text()).topics] == [
         "running",

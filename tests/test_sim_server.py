@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator
 
 import openai
@@ -99,19 +99,44 @@ async def test_malformed_request_gets_an_openai_style_400(server: SimServer) -> 
 
 
 async def test_latency_follows_settings_and_time_scale() -> None:
-    """A "10 s" call at time_scale 0.01 takes about 0.1 s of real time."""
-    settings = SimSettings(latency_mean=10.0, latency_jitter=0.0, time_scale=0.01)
-    async with SimServer(settings) as server:
+    """A "10 s" call plus 0.01 s per output token, at time_scale 0.01, sleeps
+    (10 + 0.01 * tokens) * 0.01 real seconds."""
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    settings = SimSettings(
+        latency_mean=10.0, latency_jitter=0.0, per_output_token=0.01, time_scale=0.01
+    )
+    async with SimServer(settings, sleep=fake_sleep) as server:
         client = OpenAIChatClient.create(
             api_key="k", base_url=server.base_url, concurrency=1, timeout=10
         )
         try:
-            started = time.perf_counter()
-            await client.complete(research_request())
-            elapsed = time.perf_counter() - started
+            response = await client.complete(research_request())
         finally:
             await client.aclose()
-    assert 0.09 <= elapsed < 1.0
+    assert slept == [pytest.approx((10 + 0.01 * response.completion_tokens) * 0.01)]
+
+
+async def test_a_client_that_gives_up_cancels_its_simulated_wait() -> None:
+    """A timed-out call does not keep the server busy (nor delay its shutdown)."""
+    async with SimServer(SimSettings(latency_mean=30, latency_jitter=0)) as server:
+        client = OpenAIChatClient.create(
+            api_key="k", base_url=server.base_url, concurrency=1, timeout=0.2
+        )
+        try:
+            with pytest.raises(CallError, match="timed out"):
+                await client.complete(research_request())
+        finally:
+            await client.aclose()
+        for _ in range(200):
+            if server.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.in_flight == 0
+        assert server.requests_served == 0
 
 
 async def test_connection_refused_is_a_retryable_call_error() -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from ._settings import SimSettings
 from ._text import generate
 
 DEFAULT_MAX_TOKENS = 4096
+MAX_BODY_BYTES = 64 * 1024 * 1024
 ADVERTISED_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1")
 
 
@@ -42,11 +44,20 @@ class SimServer:
     """Start with ``async with SimServer(settings) as server:``; ``server.base_url`` is the
     ``/v1`` URL to give the client. ``port=0`` picks a free port."""
 
-    def __init__(self, settings: SimSettings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: SimSettings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
+        self.sleep = sleep
         self.requests_served = 0
+        self.in_flight = 0
         self._latency_rng = random.Random(settings.seed)
         self._runner: web.AppRunner | None = None
         self._models: set[str] = set(ADVERTISED_MODELS)
@@ -58,14 +69,23 @@ class SimServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (also usable with aiohttp's test client)."""
-        app = web.Application()
+        # Prompts can be long; OpenAI accepts large bodies, aiohttp's default is 1 MiB.
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._list_models)
         return app
 
     async def start(self) -> None:
         """Bind and start serving in the running event loop."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # handler_cancellation: a client that gives up (timeout, Ctrl-C) cancels its simulated
+        # wait, and a short shutdown_timeout stops the server without waiting out long calls.
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=0.1,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -131,7 +151,11 @@ class SimServer:
         s = self.settings
         latency = max(0.0, self._latency_rng.gauss(s.latency_mean, s.latency_jitter))
         latency += s.per_output_token * completion_tokens
-        await asyncio.sleep(s.real_seconds(latency))
+        self.in_flight += 1
+        try:
+            await self.sleep(s.real_seconds(latency))
+        finally:
+            self.in_flight -= 1
         self._models.add(body["model"])
         self.requests_served += 1
         return web.json_response(
