@@ -1,7 +1,7 @@
 """The shapes of the configuration files, as pydantic models.
 
-Loading them from disk, with file and line in every error, is ``_loading``'s job; turning
-them into a runnable plan is ``_plan``'s.
+Loading them from disk with file and line in every error (``_yaml``, ``_topics``) and
+turning them into a runnable plan (``_plan``) happen elsewhere.
 """
 
 from __future__ import annotations

@@ -70,10 +70,7 @@ def load_plan(
         raise ConfigError(f"must be at least 1, got {limit}", field="--limit")
     topics_file = load_topics(Path(topics_path), limit=limit)
     chain_path = find_chain(topics_file, chain)
-    chain_doc = load_yaml(chain_path, what="chain file")
-    chain_cfg = _validate(chain_doc, ChainConfig, chain_doc.data)
-    if chain_cfg.simulated:
-        _validate(chain_doc, SimSettings, chain_cfg.simulated, prefix=("simulated",))
+    chain_doc, chain_cfg = load_chain(chain_path)
     stages = _resolve_stages(chain_doc, chain_cfg)
     _check_topic_fields(topics_file, stages)
     _check_templates(topics_file, stages, chain_doc)
@@ -86,11 +83,20 @@ def load_plan(
     )
 
 
-def find_chain(topics_file: TopicsFile, explicit: str | Path | None) -> Path:
+def load_chain(path: Path) -> tuple[YamlDocument, ChainConfig]:
+    """Load and check a chain file (its ``simulated:`` section included)."""
+    doc = load_yaml(path, what="chain file")
+    config = _validate(doc, ChainConfig, doc.data)
+    if config.simulated:
+        _validate(doc, SimSettings, config.simulated, prefix=("simulated",))
+    return doc, config
+
+
+def find_chain(topics_file: TopicsFile | None, explicit: str | Path | None) -> Path:
     """``--chain`` > the topics file's ``chain:`` > ``./configs/chain.yaml`` > the default."""
     if explicit is not None:
         return Path(explicit)
-    if topics_file.chain is not None:
+    if topics_file is not None and topics_file.chain is not None:
         if not topics_file.chain.is_file():
             raise topics_file.doc.error(
                 f"chain file not found: {topics_file.chain}",

@@ -105,7 +105,17 @@ def load_topics(path: Path, *, limit: int | None = None) -> TopicsFile:
 def _topic_text(doc: YamlDocument, value: Any, loc: tuple[str | int, ...]) -> str:
     if value is None:
         raise doc.error("this entry is empty", loc, field=topic_field(loc), hint="write a topic")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool):
+        raise doc.error(
+            f"YAML reads this topic as the boolean {value}",
+            loc,
+            field=topic_field(loc),
+            hint='quote it, e.g. - "yes"',
+        )
+    if isinstance(value, int | float):
+        # YAML turns `- 010` into 8 and `- 1e3` into 1000.0: take the text as written.
+        return doc.source_text(loc) or str(value)
+    if not isinstance(value, str):
         raise doc.error(
             f"a topic must be text, got {type(value).__name__}",
             loc,

@@ -74,6 +74,11 @@ class YamlDocument:
         first = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
         return first + inner_line - 1
 
+    def source_text(self, loc: Loc) -> str | None:
+        """The scalar at ``loc`` exactly as written in the file (``010``, not 8)."""
+        node = self._walk(loc)[1]
+        return node.value if isinstance(node, yaml.ScalarNode) else None
+
     def error(
         self, message: str, loc: Loc = (), *, hint: str | None = None, field: str | None = None
     ) -> ConfigError:

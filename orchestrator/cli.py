@@ -20,6 +20,7 @@ import structlog
 from ._console import ProgressPrinter, print_summary
 from ._errors import ConfigError, RunError
 from ._events import Event, Observer, RunStarted
+from ._plan import find_chain, load_chain
 from ._provider import PROVIDER_CHOICES
 from ._run import run as run_topics
 from ._sim._server import SimServer
@@ -173,6 +174,12 @@ def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command("serve-sim")
+@click.option(
+    "--chain",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Chain file whose `simulated:` section to use (default: ./configs/chain.yaml "
+    "or the packaged default).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -182,10 +189,11 @@ def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Port (0 picks a free one).",
 )
 @_sim_options
-def serve_sim(host: str, port: int, **flags: Any) -> None:
+def serve_sim(chain: Path | None, host: str, port: int, **flags: Any) -> None:
     """Run the simulated OpenAI-compatible provider on its own, until Ctrl-C.
 
-    Settings come from flags > ORCHESTRATE_SIM_* environment variables > defaults.
+    Settings come from flags > ORCHESTRATE_SIM_* environment variables > the chain file's
+    `simulated:` section > defaults.
 
     \b
     Example:
@@ -194,7 +202,11 @@ def serve_sim(host: str, port: int, **flags: Any) -> None:
     """
 
     async def go() -> int:
-        settings = resolve_sim_settings(flags=flags)
+        chain_path = find_chain(None, chain)
+        _, config = load_chain(chain_path)
+        settings = resolve_sim_settings(
+            config.simulated, flags=flags, source=f"{chain_path} simulated:"
+        )
         async with SimServer(settings, host=host, port=port) as server:
             click.echo(f"simulated provider listening on {server.base_url}", err=True)
             click.echo(f"  export OPENAI_BASE_URL={server.base_url}", err=True)

@@ -918,3 +918,17 @@ def test_cli_config_error_exits_2_with_location_and_no_traceback(project: Path) 
     assert "Traceback" not in result.output
     assert "Traceback" not in result.stderr
     assert not (project / "out").exists()
+
+
+def test_numeric_topics_keep_their_text_as_written(project: Path) -> None:
+    """YAML would read `010` as 8 and `1e3` as 1000.0; the topic is the text the user wrote."""
+    topics = write(project / "topics.yaml", "- 010\n- 1e3\n- 2024\n")
+    assert [t.text for t in load_plan(topics).topics] == ["010", "1e3", "2024"]
+
+
+def test_a_topic_yaml_reads_as_a_boolean_asks_to_be_quoted(project: Path) -> None:
+    topics = write(project / "topics.yaml", "- Tides\n- yes\n")
+    err = config_error(topics)
+    assert_at(err, topics, 2, "topics[1]")
+    assert err.message == "YAML reads this topic as the boolean True"
+    assert err.hint is not None and "quote it" in err.hint

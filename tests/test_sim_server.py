@@ -164,3 +164,10 @@ def test_bad_env_setting_names_the_variable() -> None:
         resolve_sim_settings({}, environ={"ORCHESTRATE_SIM_TIME_SCALE": "fast"})
     assert "ORCHESTRATE_SIM_TIME_SCALE" in info.value.render()
     assert info.value.field == "simulated.time_scale"
+
+
+def test_a_misspelt_environment_setting_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_sim_settings({}, environ={"ORCHESTRATE_SIM_TIMESCALE": "0.1"})
+    assert info.value.field == "ORCHESTRATE_SIM_TIMESCALE"
+    assert info.value.hint == "did you mean ORCHESTRATE_SIM_TIME_SCALE?"

@@ -6,6 +6,7 @@ Precedence is flag > environment (``ORCHESTRATE_SIM_<FIELD>``) > the chain file'
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -53,6 +54,15 @@ def resolve_sim_settings(
 ) -> SimSettings:
     """Merge the three sources (flag > env > file) into one validated SimSettings."""
     environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in SimSettings.model_fields}
+    for env_name in environ:
+        if env_name.startswith(ENV_PREFIX) and env_name not in known:
+            close = difflib.get_close_matches(env_name, sorted(known), n=1)
+            raise ConfigError(
+                "unknown simulated-provider setting",
+                field=env_name,
+                hint=f"did you mean {close[0]}?" if close else "known: " + ", ".join(sorted(known)),
+            )
     merged: dict[str, Any] = dict(file_values or {})
     origin = {name: source for name in merged}
     for name in SimSettings.model_fields:
