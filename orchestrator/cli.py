@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 import structlog
@@ -163,13 +163,17 @@ def run_command(
 def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One ``--flag`` per SimSettings field, so the flags can never drift from the model."""
     for name, field in reversed(SimSettings.model_fields.items()):
-        command = click.option(
-            f"--{name.replace('_', '-')}",
-            name,
-            type=field.annotation,
-            default=None,
-            help=f"{field.description} [default: {field.default}]",
-        )(command)
+        flag = f"--{name.replace('_', '-')}"
+        help_text = f"{field.description} [default: {field.default}]"
+        # `int | None` takes int; a bool is an on/off pair; unset flags stay None so the
+        # environment and the chain file still apply.
+        kinds = [a for a in get_args(field.annotation) if a is not type(None)]
+        kind = kinds[0] if kinds else field.annotation
+        if kind is bool:
+            option = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+        else:
+            option = click.option(flag, name, type=kind, default=None, help=help_text)
+        command = option(command)
     return command
 
 
