@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._errors import ConfigError
 
@@ -20,7 +20,10 @@ ENV_PREFIX = "ORCHESTRATE_SIM_"
 
 class SimSettings(BaseModel):
     """How the simulated OpenAI-compatible server behaves. Times are in simulated seconds;
-    ``time_scale`` converts them to real ones (0.01 makes a "10 s" call take 0.1 s)."""
+    ``time_scale`` converts them to real ones (0.01 makes a "10 s" call take 0.1 s).
+
+    Rate limits and hangs are in real seconds: clients pace themselves by the wall clock.
+    The fault rates are probabilities per admitted request, drawn in arrival order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,7 +41,50 @@ class SimSettings(BaseModel):
     context_window: int = Field(
         128_000, gt=0, description="prompt + max_tokens above this get a 400 error"
     )
-    seed: int = Field(0, description="seed of the latency random generator")
+    seed: int = Field(0, description="seed of the latency and fault random generators")
+    rpm: int | None = Field(
+        None,
+        gt=0,
+        description="requests per minute per model, enforced over one-second windows; "
+        "unset: no limit",
+    )
+    tpm: int | None = Field(
+        None,
+        gt=0,
+        description="tokens (prompt + max_tokens) per minute per model, enforced over "
+        "one-second windows; unset: no limit",
+    )
+    error_rate_429: float = Field(
+        0, ge=0, le=1, description="probability of a random 429 rate_limit_exceeded"
+    )
+    error_rate_500: float = Field(0, ge=0, le=1, description="probability of a 500 server error")
+    error_rate_503: float = Field(0, ge=0, le=1, description="probability of a 503 overloaded")
+    drop_rate: float = Field(
+        0, ge=0, le=1, description="probability of closing the connection without an answer"
+    )
+    hang_rate: float = Field(
+        0, ge=0, le=1, description="probability of waiting hang_seconds before answering"
+    )
+    hang_seconds: float = Field(600, ge=0, description="real seconds a hanging call waits")
+    insufficient_quota: bool = Field(
+        False, description="answer every chat request with 429 insufficient_quota"
+    )
+
+    @model_validator(mode="after")
+    def _rates_fit_in_one_draw(self) -> SimSettings:
+        total = (
+            self.error_rate_429
+            + self.error_rate_500
+            + self.error_rate_503
+            + self.drop_rate
+            + self.hang_rate
+        )
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"error_rate_429 + error_rate_500 + error_rate_503 + drop_rate + hang_rate is "
+                f"{total:g}, above 1; they are shares of one draw per request, so lower some"
+            )
+        return self
 
     def real_seconds(self, simulated: float) -> float:
         """Convert simulated seconds to the real seconds the server sleeps."""
