@@ -5,6 +5,11 @@ reaches it through the same ``AsyncOpenAI`` code path as a real provider. The te
 on a hash of the request (same request, same answer); latency is drawn from the settings'
 distribution by a seeded generator, apart from the request, so timing varies like a real
 service while answers stay reproducible.
+
+Each chat request then goes through, in order: body validation, the ``insufficient_quota``
+mode, the model's RPM/TPM buckets (``_ratelimit``), one random fault draw (``_faults``),
+and the normal answer after its latency. Every answer past validation carries OpenAI's
+``x-ratelimit-*`` headers when the model has limits.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ from typing import Any
 from aiohttp import web
 
 from .._tokens import estimate_message_tokens, estimate_tokens
+from ._faults import (
+    OVERLOADED_MESSAGE,
+    QUOTA_MESSAGE,
+    SERVER_ERROR_MESSAGE,
+    Fault,
+    FaultDraw,
+    SimStats,
+    shared_quota_message,
+)
+from ._ratelimit import RateLimiter, retry_after_headers
 from ._settings import SimSettings
 from ._text import generate
 
@@ -35,9 +50,16 @@ def request_seed(body: dict[str, Any]) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _error(status: int, message: str, *, type_: str, code: str | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 class SimServer:
@@ -51,6 +73,7 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.host = host
@@ -58,7 +81,12 @@ class SimServer:
         self.sleep = sleep
         self.requests_served = 0
         self.in_flight = 0
+        self.stats = SimStats()
         self._latency_rng = random.Random(settings.seed)
+        # A generator of its own, seeded apart from the latency one so the two sequences are
+        # not correlated; requests refused by the limits do not consume draws.
+        self._faults = FaultDraw(settings, random.Random(f"faults:{settings.seed}"))
+        self._limits = RateLimiter(rpm=settings.rpm, tpm=settings.tpm, clock=clock)
         self._runner: web.AppRunner | None = None
         self._models: set[str] = set(ADVERTISED_MODELS)
 
@@ -141,6 +169,72 @@ class SimServer:
                 type_="invalid_request_error",
                 code="context_length_exceeded",
             )
+        model: str = body["model"]
+        cost = prompt_tokens + max_tokens  # providers count max_tokens against TPM up front
+        if self.settings.insufficient_quota:
+            self.stats.quota += 1
+            return _error(
+                429,
+                QUOTA_MESSAGE,
+                type_="insufficient_quota",
+                code="insufficient_quota",
+                headers=self._limits.headers(model),  # no retry-after: waiting will not help
+            )
+        verdict = self._limits.admit(model, cost)
+        if verdict.refused is not None:
+            self.stats.rate_limited += 1
+            return _error(
+                429,
+                verdict.message(model, cost),
+                type_=verdict.refused,
+                code="rate_limit_exceeded",
+                headers=verdict.headers | retry_after_headers(verdict.wait),
+            )
+        fault = self._faults.draw()
+        if fault is not Fault.NONE and fault is not Fault.HANG:
+            return self._fault_response(fault, request, model, verdict.headers)
+        return await self._answer(
+            body, messages, max_tokens, prompt_tokens, verdict.headers, hang=fault is Fault.HANG
+        )
+
+    def _fault_response(
+        self, fault: Fault, request: web.Request, model: str, headers: dict[str, str]
+    ) -> web.Response:
+        if fault is Fault.ERROR_429:
+            self.stats.error_429 += 1
+            wait = self._faults.retry_after_ms() / 1000
+            return _error(
+                429,
+                shared_quota_message(model, wait),
+                type_="requests",
+                code="rate_limit_exceeded",
+                headers=headers | retry_after_headers(wait),
+            )
+        if fault is Fault.ERROR_500:
+            self.stats.error_500 += 1
+            return _error(500, SERVER_ERROR_MESSAGE, type_="server_error", headers=headers)
+        if fault is Fault.ERROR_503:
+            self.stats.error_503 += 1
+            return _error(503, OVERLOADED_MESSAGE, type_="server_error", headers=headers)
+        # Fault.DROP: close the socket with nothing sent. aiohttp then fails to write the
+        # response below, takes it for a client that went away, and logs no traceback; the
+        # client sees "Server disconnected without sending a response" (APIConnectionError).
+        self.stats.dropped += 1
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=499)
+
+    async def _answer(
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        prompt_tokens: int,
+        headers: dict[str, str],
+        *,
+        hang: bool,
+    ) -> web.Response:
+        """The normal answer, after its simulated latency (and a hang's real wait first)."""
         seed = request_seed(body)
         # Answer length belongs to the answer, so it is keyed on the request too.
         target = max(1, round(self.settings.output_tokens * random.Random(seed).uniform(0.8, 1.2)))
@@ -151,13 +245,19 @@ class SimServer:
         s = self.settings
         latency = max(0.0, self._latency_rng.gauss(s.latency_mean, s.latency_jitter))
         latency += s.per_output_token * completion_tokens
+        if hang:
+            self.stats.hung += 1
         self.in_flight += 1
         try:
+            if hang:  # real seconds: a hang is the client's timeout to notice, not a latency
+                await self.sleep(s.hang_seconds)
             await self.sleep(s.real_seconds(latency))
         finally:
             self.in_flight -= 1
         self._models.add(body["model"])
         self.requests_served += 1
+        if not hang:
+            self.stats.ok += 1
         return web.json_response(
             {
                 "id": f"chatcmpl-sim-{seed:016x}",
@@ -179,7 +279,7 @@ class SimServer:
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
             },
-            headers={"x-request-id": f"req_sim_{seed:016x}"},
+            headers={"x-request-id": f"req_sim_{seed:016x}", **headers},
         )
 
 
