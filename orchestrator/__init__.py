@@ -24,6 +24,7 @@ from ._events import (
     ChainStarted,
     Event,
     Observer,
+    RetryPassStarted,
     RunFinished,
     RunStarted,
     StageErrored,
@@ -31,8 +32,10 @@ from ._events import (
     StageStarted,
     Waited,
 )
+from ._limits import Limit
 from ._manifest import RunManifest
 from ._plan import Plan, Stage, load_plan
+from ._retry import RetryPolicy
 from ._run import run
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings
@@ -52,11 +55,14 @@ __all__ = [
     "ConfigError",
     "Engine",
     "Event",
+    "Limit",
     "Observer",
     "OpenAIChatClient",
     "OrchestrateError",
     "OutputError",
     "Plan",
+    "RetryPassStarted",
+    "RetryPolicy",
     "RunError",
     "RunFinished",
     "RunManifest",

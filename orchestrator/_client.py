@@ -16,6 +16,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from ._errors import CallError
+from ._headers import retry_after
 from ._tokens import estimate_message_tokens, estimate_tokens
 
 # Statuses worth another attempt; the limits issue's retry policy reads `retryable`.
@@ -159,9 +160,12 @@ def _status_error(exc: openai.APIStatusError) -> CallError:
             message = err["message"]
     code = exc.code if isinstance(exc.code, str) else None
     label = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
+    headers = dict(exc.response.headers)
     return CallError(
         f"{label}: {message}",
         status=exc.status_code,
         code=code,
         retryable=exc.status_code in _RETRYABLE_STATUSES or exc.status_code >= 500,
+        retry_after=retry_after(headers),
+        headers=headers,
     )

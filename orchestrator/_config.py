@@ -9,7 +9,17 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
+
+from ._retry import RetryPolicy
 
 
 class _Strict(BaseModel):
@@ -68,6 +78,13 @@ class StageSpec(_Strict):
     _check_name = field_validator("name")(check_identifier)
 
 
+class ModelLimits(_Strict):
+    """``limits: {MODEL: {rpm, tpm}}``: what the provider allows for one model."""
+
+    rpm: PositiveInt | None = Field(None, description="requests per minute")
+    tpm: PositiveInt | None = Field(None, description="tokens per minute")
+
+
 class ChainConfig(_Strict):
     """``configs/chain.yaml``: which agents run, in which order, and how."""
 
@@ -80,6 +97,18 @@ class ChainConfig(_Strict):
     )
     agents_dir: str = Field("../agents", description="agent files, relative to this file")
     timeout: PositiveFloat = Field(120.0, description="seconds before one call times out")
+    limits: dict[str, ModelLimits] = Field(
+        default_factory=dict,
+        description="per-model rate limits; models not listed learn theirs from the "
+        "provider's x-ratelimit headers",
+    )
+    limit_window: PositiveFloat = Field(
+        1.0, description="seconds over which a per-minute limit is spread (1 s: 1,200 RPM = 20/s)"
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry_passes: NonNegativeInt = Field(
+        1, description="passes over chains that still failed, after all others finished"
+    )
     simulated: dict[str, Any] = Field(
         default_factory=dict, description="settings of the simulated provider"
     )

@@ -7,13 +7,14 @@ keeps the results apart from the chatter.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._events import ChainFinished, Event, RunStarted
+from ._events import ChainFinished, Event, RetryPassStarted, RunStarted
 from ._manifest import RunManifest
 
 
@@ -55,6 +56,8 @@ class ProgressPrinter:
             if event.status == "failed":
                 line += f"  {event.failed_stage}: {shorten(event.error or '', 300)}"
             self._print(line)
+        elif isinstance(event, RetryPassStarted):
+            self._print(f"retry pass {event.number}: {event.topics} failed topic(s) again")
 
 
 def print_summary(manifest: RunManifest, *, console: Console | None = None) -> None:
@@ -68,11 +71,29 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
     table.add_row(
         "topics",
         f"{t.succeeded} done, {t.failed} failed"
+        + (f", {t.skipped} skipped" if t.skipped else "")
         + (f", {t.pending} not run" if t.pending else "")
         + f" of {t.topics}",
     )
-    failed_calls = f" ({t.failed_calls} failed)" if t.failed_calls else ""
-    table.add_row("calls", f"{t.calls}{failed_calls}")
+    calls = f"{t.calls}"
+    details = [
+        f"{n} {label}"
+        for n, label in (
+            (t.retries, "retries"),
+            (t.rate_limited, "rate-limited (429)"),
+            (t.failed_calls, "failed"),
+        )
+        if n
+    ]
+    table.add_row("calls", calls + (f" ({', '.join(details)})" if details else ""))
+    if t.recovered:
+        table.add_row("recovered", f"{t.recovered} topic(s) succeeded in a retry pass")
+    w = t.waits
+    table.add_row(
+        "waits",
+        f"slot {w.slot:.1f}s, rate limiter {w.limiter:.1f}s, backoff {w.backoff:.1f}s "
+        "(summed over topics)",
+    )
     table.add_row(
         "tokens",
         f"{t.total_tokens:,} ({t.prompt_tokens:,} prompt, {t.completion_tokens:,} completion)",
@@ -88,6 +109,8 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
     table.add_row("provider", escape(f"{manifest.provider} ({manifest.endpoint})"))
     table.add_row("outputs", escape(manifest.output_dir))
     console.print(table)
+    if manifest.stop_reason:
+        console.print(f"[red]stopped:[/red] {escape(manifest.stop_reason)}", highlight=False)
     failed = [r for r in manifest.topics if r.status == "failed"]
     for record in failed[:20]:
         # Topic text and errors are data: escaped so "[bold]" in a topic prints as written.
@@ -98,3 +121,9 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         )
     if len(failed) > 20:
         console.print(f"... and {len(failed) - 20} more (see run.json)")
+    if t.failed or t.skipped or t.pending:
+        failed_file = Path(manifest.output_dir) / "failed.yaml"
+        console.print(
+            f"to run the unfinished topics again: orchestrate run {escape(str(failed_file))}",
+            highlight=False,
+        )

@@ -9,15 +9,15 @@ chain. ``--sequential`` is the same loop with one worker.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from ._client import ChatClient, ChatRequest, ChatResponse
-from ._errors import RunError, StageFailed
+from ._errors import CallError, RunError, StageFailed
 from ._events import (
     CallFailed,
     CallFinished,
@@ -27,17 +27,28 @@ from ._events import (
     ChainStatus,
     Event,
     Observer,
+    RetryPassStarted,
     StageErrored,
     StageFinished,
     StageStarted,
     Waited,
 )
+from ._headers import RateLimitInfo, rate_limit_info
+from ._limits import Limiters, ModelLimiter
 from ._plan import Stage
+from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
+from ._tokens import estimate_message_tokens
 from ._topics import Topic
 
 log = structlog.get_logger()
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+QUOTA_MESSAGE = (
+    "the provider says the account is out of quota (429 insufficient_quota): no further "
+    "calls were sent; add credit or check the plan and billing, then run again"
+)
 
 
 @dataclass(slots=True)
@@ -49,6 +60,7 @@ class ChainResult:
     outputs: dict[str, str] = field(default_factory=dict)
     failed_stage: str | None = None
     error: str | None = None
+    transient: bool = False  # failed on an error another try may fix: worth a retry pass
 
 
 class Engine:
@@ -66,7 +78,11 @@ class Engine:
         client: ChatClient,
         concurrency: int,
         observers: Sequence[Observer] = (),
-        clock: Clock = time.perf_counter,
+        limiters: Limiters | None = None,
+        retry: RetryPolicy | None = None,
+        endpoint: str = "",
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -74,8 +90,15 @@ class Engine:
         self.client = client
         self.concurrency = concurrency
         self.observers = tuple(observers)
-        self.clock = clock
+        self.limiters = limiters if limiters is not None else Limiters()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.endpoint = endpoint
+        # Default: the running loop's monotonic clock, the one the limiters and asyncio.sleep
+        # use, so events, waits and limits all share one time line.
+        self.clock: Clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.sleep = sleep
         self._stopping = False
+        self._halt_reason: str | None = None
 
     @property
     def stopping(self) -> bool:
@@ -86,16 +109,44 @@ class Engine:
         """Start no new chain; chains already in flight run to their end."""
         self._stopping = True
 
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the run was halted (e.g. out of quota), or None."""
+        return self._halt_reason
+
+    def halt(self, reason: str) -> None:
+        """Stop at once: no new chain starts and no new call is sent."""
+        self._halt_reason = self._halt_reason or reason
+        self.stop()
+
+    async def run(self, topics: Sequence[Topic], *, retry_passes: int = 0) -> list[ChainResult]:
+        """Run every chain, then up to ``retry_passes`` passes over the chains that failed on
+        a transient error, each resuming at the stage that failed."""
+        results = {r.topic.index: r for r in await self.run_pass(topics)}
+        for number in range(1, retry_passes + 1):
+            again = [r for r in results.values() if r.status == "failed" and r.transient]
+            if not again or self._stopping:
+                break
+            await self.emit(RetryPassStarted(number, len(again), self.clock()))
+            done = {r.topic.index: r.outputs for r in again}
+            for result in await self.run_pass([r.topic for r in again], done=done):
+                results[result.topic.index] = result
+        return list(results.values())
+
     async def emit(self, event: Event) -> None:
         """Hand ``event`` to every observer, in order."""
         for observer in self.observers:
             await observer.on_event(event)
 
-    async def run_pass(self, topics: Iterable[Topic]) -> list[ChainResult]:
+    async def run_pass(
+        self, topics: Iterable[Topic], *, done: Mapping[int, Mapping[str, str]] | None = None
+    ) -> list[ChainResult]:
         """Run every topic's chain; returns the results in the order the chains finished.
 
-        Topics not started because of ``stop()`` are simply not in the result.
+        ``done`` maps a topic's index to outputs of stages it already finished. Topics not
+        started because of ``stop()`` are simply not in the result.
         """
+        done = done or {}
         queued_at = self.clock()
         pending: Iterator[Topic] = iter(topics)
         results: list[ChainResult] = []
@@ -106,7 +157,7 @@ class Engine:
             while not self._stopping and (topic := next(pending, None)) is not None:
                 try:
                     await self.emit(Waited(topic, None, "slot", queued_at, self.clock()))
-                    results.append(await self.run_chain(topic))
+                    results.append(await self.run_chain(topic, done=done.get(topic.index)))
                 except Exception as exc:  # an observer failed: nothing more can be saved
                     failures.append(exc)
                     self.stop()
@@ -140,7 +191,9 @@ class Engine:
             try:
                 output = await self.run_stage(topic, stage, context)
             except StageFailed as exc:
-                result = ChainResult(topic, "failed", outputs, stage.name, str(exc.last_error))
+                transient = is_retryable(exc.last_error)
+                error = str(exc.last_error)
+                result = ChainResult(topic, "failed", outputs, stage.name, error, transient)
                 break
             outputs[stage.name] = output
             context[stage.name] = output
@@ -189,21 +242,82 @@ class Engine:
     async def _call(
         self, topic: Topic, stage: str, request: ChatRequest, stage_started: float
     ) -> tuple[ChatResponse, int]:
-        """One model call for a stage: returns the response and the attempts it took.
+        """One stage's model call, with rate limits and retries: returns the response and
+        the attempts it took; raises StageFailed when it gives up."""
+        limiter = self.limiters.for_model(self.endpoint, request.model)
+        # Providers count the prompt plus max_tokens against TPM when a request arrives.
+        reserved = estimate_message_tokens(request.messages) + (request.max_tokens or 0)
+        attempts = 0
 
-        This is the seam for rate limits and retries: only the client call is inside the
-        ``try``, so an observer's failure is never mistaken for the model's.
-        """
-        attempt = 1
-        call_started = self.clock()
-        await self.emit(CallStarted(topic, stage, attempt, request.model, call_started))
+        async def backoff(seconds: float) -> None:
+            started = self.clock()
+            await self.sleep(seconds)
+            await self.emit(Waited(topic, stage, "backoff", started, self.clock()))
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=BackoffWait(self.retry),
+            retry=retry_if_exception(is_retryable),
+            sleep=backoff,
+            reraise=True,
+        )
+        try:
+            if limiter.limit.tpm and reserved > limiter.limit.tpm:
+                raise CallError(
+                    f"the request needs about {reserved} tokens, more than the whole "
+                    f"{limiter.limit.tpm} TPM limit of {request.model}: it can never be sent"
+                )
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = await self._attempt(
+                        topic, stage, request, attempts, limiter, reserved
+                    )
+        except Exception as exc:
+            await self._stage_failed(topic, stage, exc, attempts, stage_started)
+        return response, attempts
+
+    async def _attempt(
+        self,
+        topic: Topic,
+        stage: str,
+        request: ChatRequest,
+        attempt: int,
+        limiter: ModelLimiter,
+        reserved: int,
+    ) -> ChatResponse:
+        """Wait for the limiter, send once, and tell the limiter what happened. Only the
+        client call decides the attempt's fate: an observer's failure is never the model's."""
+        waiting = self.clock()
+        await limiter.acquire(reserved)
+        started = self.clock()
+        if started - waiting > 0.001:
+            await self.emit(Waited(topic, stage, "limiter", waiting, started))
+        if self._halt_reason is not None:
+            limiter.settle(reserved, 0)
+            limiter.answered(None)
+            raise CallError(f"not sent: {self._halt_reason}")
+        await self.emit(CallStarted(topic, stage, attempt, request.model, started))
+        info: RateLimitInfo | None = None
         try:
             response = await self.client.complete(request)
         except Exception as exc:
-            await self.emit(CallFailed(topic, stage, attempt, exc, call_started, self.clock()))
-            await self._stage_failed(topic, stage, exc, attempt, stage_started)
-        await self.emit(CallFinished(topic, stage, attempt, response, call_started, self.clock()))
-        return response, attempt
+            limiter.settle(reserved, 0)
+            if isinstance(exc, CallError):
+                info = rate_limit_info(exc.headers)
+                if is_quota_error(exc):
+                    self.halt(QUOTA_MESSAGE)
+                elif exc.status == 429:
+                    # Everyone calling this model waits, not only this call.
+                    limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+            await self.emit(CallFailed(topic, stage, attempt, exc, started, self.clock()))
+            raise
+        finally:
+            limiter.answered(info)
+        limiter.answered(rate_limit_info(response.headers))
+        limiter.settle(reserved, response.prompt_tokens + response.completion_tokens)
+        await self.emit(CallFinished(topic, stage, attempt, response, started, self.clock()))
+        return response
 
     async def _stage_failed(
         self, topic: Topic, stage: str, error: Exception, attempts: int, started: float

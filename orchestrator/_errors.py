@@ -15,6 +15,7 @@ Exceptions carry attributes, not just strings, so callers can act on them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -61,7 +62,9 @@ class CallError(RunError):
     """One model call failed.
 
     ``status`` is the HTTP status (``None`` for timeouts and dropped connections), ``code``
-    the provider's error code when it sent one (e.g. ``context_length_exceeded``).
+    the provider's error code when it sent one (e.g. ``context_length_exceeded``),
+    ``retry_after`` the seconds the provider asked us to wait, and ``headers`` the
+    response's headers (rate-limit headers come with errors too).
     """
 
     def __init__(
@@ -71,11 +74,15 @@ class CallError(RunError):
         status: int | None = None,
         code: str | None = None,
         retryable: bool = False,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.headers: Mapping[str, str] = headers or {}
         super().__init__(message)
 
 

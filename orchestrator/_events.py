@@ -125,12 +125,23 @@ class ChainFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPassStarted:
+    """Retry pass ``number`` starts over ``topics`` chains that failed on transient errors."""
+
+    number: int
+    topics: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
-    """The run ended: ``finished`` (every chain ran), ``interrupted`` (Ctrl-C or
-    cancellation) or ``failed`` (results could no longer be saved)."""
+    """The run ended: ``finished`` (every chain ran), ``stopped`` (halted on purpose, e.g.
+    out of quota; ``reason`` says why), ``interrupted`` (Ctrl-C or cancellation) or
+    ``failed`` (results could no longer be saved)."""
 
     at: float
-    status: Literal["finished", "interrupted", "failed"]
+    status: Literal["finished", "stopped", "interrupted", "failed"]
+    reason: str | None = None
 
 
 Event = (
@@ -144,6 +155,7 @@ Event = (
     | StageFinished
     | StageErrored
     | ChainFinished
+    | RetryPassStarted
     | RunFinished
 )
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from ._events import (
     CallFailed,
-    CallFinished,
+    CallStarted,
     ChainFinished,
     ChainStarted,
     Event,
@@ -29,6 +29,7 @@ from ._events import (
     Waited,
 )
 from ._files import atomic_write_text
+from ._retry import is_quota_error
 from ._topics import Topic
 
 SCHEMA_VERSION = 1
@@ -54,6 +55,19 @@ class StageRecord(BaseModel):
     error: str | None = None
 
 
+class Waits(BaseModel):
+    """Seconds spent waiting, by cause: for a free slot (concurrency), for the rate
+    limiters, and in backoff between attempts."""
+
+    slot: float = 0.0
+    limiter: float = 0.0
+    backoff: float = 0.0
+
+    def add(self, kind: str, seconds: float) -> None:
+        if kind in ("slot", "limiter", "backoff"):
+            setattr(self, kind, round(getattr(self, kind) + seconds, 6))
+
+
 class TopicRecord(BaseModel):
     """One topic: how its chain went."""
 
@@ -66,6 +80,7 @@ class TopicRecord(BaseModel):
     error: str | None = None
     passes: int = 0
     queued_s: float | None = None
+    waits: Waits = Field(default_factory=Waits)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     latency_s: float | None = None
@@ -82,8 +97,10 @@ class Totals(BaseModel):
     pending: int = 0
     calls: int = 0
     failed_calls: int = 0
-    retries: int | None = None
-    rate_limited: int | None = None
+    retries: int | None = 0
+    rate_limited: int | None = 0
+    recovered: int = Field(0, description="topics that succeeded in a retry pass")
+    waits: Waits = Field(default_factory=Waits)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -103,7 +120,8 @@ class RunManifest(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     run_id: str
-    status: Literal["running", "finished", "interrupted", "failed"] = "running"
+    status: Literal["running", "finished", "stopped", "interrupted", "failed"] = "running"
+    stop_reason: str | None = None
     mode: Literal["parallel", "sequential"]
     concurrency: int
     provider: str
@@ -156,28 +174,37 @@ class ManifestObserver:
         if m is None:
             return
         match event:
-            case Waited(topic=topic, kind="slot", started=started, at=at):
-                m.topics[topic.index].queued_s = round(at - started, 6)
+            case Waited(topic=topic, kind=kind, started=started, at=at):
+                m.topics[topic.index].waits.add(kind, at - started)
+                if kind == "slot":
+                    m.topics[topic.index].queued_s = round(at - started, 6)
             case ChainStarted(topic=topic, at=at):
                 rec = m.topics[topic.index]
                 rec.status, rec.started_at, rec.passes = "running", self._when(at), rec.passes + 1
             case StageStarted(topic=topic, stage=stage, at=at):
-                record = StageRecord(name=stage, started_at=self._when(at))
-                m.topics[topic.index].stages.append(record)
+                stages = m.topics[topic.index].stages
+                if stages and stages[-1].name == stage and stages[-1].status != "succeeded":
+                    # A retry pass resumes the stage that failed: one record, attempts add up.
+                    record = stages[-1]
+                    record.status, record.error = "running", None
+                else:
+                    record = StageRecord(name=stage, started_at=self._when(at))
+                    stages.append(record)
                 self._open_stage[(topic.index, stage)] = record
-            case CallFinished(topic=topic, stage=stage, attempt=attempt):
-                self._open_stage[(topic.index, stage)].attempts = attempt
+            case CallStarted(topic=topic, stage=stage, attempt=attempt):
+                self._open_stage[(topic.index, stage)].attempts += 1
                 m.totals.calls += 1
-            case CallFailed(topic=topic, stage=stage, attempt=attempt):
-                self._open_stage[(topic.index, stage)].attempts = attempt
-                m.totals.calls += 1
+                if attempt > 1:
+                    m.totals.retries = (m.totals.retries or 0) + 1
+            case CallFailed(error=error):
                 m.totals.failed_calls += 1
+                if getattr(error, "status", None) == 429 and not is_quota_error(error):
+                    m.totals.rate_limited = (m.totals.rate_limited or 0) + 1
             case StageFinished():
                 record = self._open_stage.pop((event.topic.index, event.stage))
                 record.status, record.model = "succeeded", event.model
                 record.ended_at = self._when(event.at)
                 record.latency_s = round(event.at - event.started, 6)
-                record.attempts = event.attempts
                 record.prompt_tokens = event.prompt_tokens
                 record.completion_tokens = event.completion_tokens
                 record.output = f"stages/{event.topic.slug}/{event.stage}.md"
@@ -186,7 +213,6 @@ class ManifestObserver:
                 record.status, record.error = "failed", str(event.error)
                 record.ended_at = self._when(event.at)
                 record.latency_s = round(event.at - event.started, 6)
-                record.attempts = event.attempts
             case ChainFinished():
                 rec = m.topics[event.topic.index]
                 rec.status, rec.ended_at = event.status, self._when(event.at)
@@ -195,12 +221,17 @@ class ManifestObserver:
                 rec.output = f"{event.topic.slug}.md" if event.status == "succeeded" else None
             case RunFinished():
                 m.status, m.ended_at = event.status, self._when(event.at)
+                m.stop_reason = event.reason
                 m.wall_time_s = round(event.at - self._t0, 6)
                 for (index, _), record in self._open_stage.items():
                     # Stopped mid-chain: the topic is not done, so it is pending again.
                     record.status = "interrupted"
                     m.topics[index].status = "pending"
                 self._open_stage.clear()
+                if event.status == "stopped":  # halted on purpose: what never ran is skipped
+                    for topic_record in m.topics:
+                        if topic_record.status == "pending":
+                            topic_record.status = "skipped"
                 self.write()
                 return
         if self.clock() >= self._next_write:
@@ -235,6 +266,12 @@ class ManifestObserver:
         t.skipped = statuses.count("skipped")
         t.pending = t.topics - t.succeeded - t.failed - t.skipped
         stages = [s for r in m.topics for s in r.stages]
+        t.recovered = sum(r.status == "succeeded" and r.passes > 1 for r in m.topics)
+        t.waits = Waits(
+            slot=round(sum(r.waits.slot for r in m.topics), 6),
+            limiter=round(sum(r.waits.limiter for r in m.topics), 6),
+            backoff=round(sum(r.waits.backoff for r in m.topics), 6),
+        )
         t.prompt_tokens = sum(s.prompt_tokens or 0 for s in stages)
         t.completion_tokens = sum(s.completion_tokens or 0 for s in stages)
         t.total_tokens = t.prompt_tokens + t.completion_tokens

@@ -18,7 +18,9 @@ from ._client import ChatClient
 from ._engine import Engine
 from ._errors import ConfigError, OrchestrateError, RunError
 from ._events import Observer, RunFinished, RunStarted
+from ._failed import FailedTopicsWriter
 from ._files import create_run_dir, point_latest
+from ._limits import Limit, Limiters
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
 from ._plan import Plan, load_plan
@@ -35,6 +37,9 @@ async def run(
     sequential: bool = False,
     provider: str = "auto",
     limit: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    retry_passes: int | None = None,
     sim: Mapping[str, Any] | None = None,
     observers: Sequence[Observer] = (),
     client: ChatClient | None = None,
@@ -47,7 +52,9 @@ async def run(
     config, agent or topics file is wrong. A failing topic does not raise: it is recorded
     in the manifest as ``failed``.
 
-    ``client`` replaces the provider (for tests and custom transports); ``sim`` overrides
+    ``rpm``/``tpm`` set the rate limits of every model (over the chain's ``limits:``);
+    ``retry_passes`` overrides the chain's. ``client`` replaces the provider (for tests and
+    custom transports); ``sim`` overrides
     simulated-provider settings like the ``serve-sim`` flags do; ``environ`` defaults to
     ``os.environ``.
     """
@@ -62,6 +69,11 @@ async def run(
     width = 1 if sequential else (plan.chain.concurrency if concurrency is None else concurrency)
     if width < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
+
+    limiters = _limiters(plan, rpm=rpm, tpm=tpm)
+    passes = plan.chain.retry_passes if retry_passes is None else retry_passes
+    if passes < 0:
+        raise ConfigError(f"must be 0 or more, got {passes}", field="--retry-passes")
 
     openai_config = sim_settings = None
     if client is None:
@@ -93,18 +105,60 @@ async def run(
             client = openai_client
         else:
             endpoint = Endpoint("custom", redact_url(str(getattr(client, "base_url", ""))))
-        return await _execute(plan, client, endpoint, run_id, run_dir, width, sequential, observers)
+        return await _execute(
+            plan,
+            client=client,
+            limiters=limiters,
+            endpoint=endpoint,
+            run_id=run_id,
+            run_dir=run_dir,
+            width=width,
+            sequential=sequential,
+            observers=observers,
+            retry_passes=passes,
+        )
+
+
+def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None) -> Limiters:
+    """The run's limiters: ``--rpm/--tpm`` for every model, else the chain's ``limits:``.
+
+    A stage whose max_tokens alone exceeds its model's whole TPM limit could never be sent:
+    that is a config error now, not a hang later.
+    """
+    for name, value in (("--rpm", rpm), ("--tpm", tpm)):
+        if value is not None and value < 1:
+            raise ConfigError(f"must be at least 1, got {value}", field=name)
+    configured = {m: Limit(v.rpm, v.tpm) for m, v in plan.chain.limits.items()}
+    if rpm is not None or tpm is not None:
+        configured = {m: Limit(rpm or v.rpm, tpm or v.tpm) for m, v in configured.items()}
+        default = Limit(rpm, tpm)
+    else:
+        default = Limit()
+    for stage in plan.stages:
+        limit = configured.get(stage.model, default)
+        if limit.tpm and stage.max_tokens and stage.max_tokens > limit.tpm:
+            raise ConfigError(
+                f"stage {stage.name!r} asks for max_tokens {stage.max_tokens}, more than the "
+                f"whole {limit.tpm} TPM limit of {stage.model}: no call could ever be sent",
+                file=plan.chain_file,
+                field=f"limits.{stage.model}.tpm" if tpm is None else "--tpm",
+                hint="raise the TPM limit or lower max_tokens",
+            )
+    return Limiters(configured, default=default, window=plan.chain.limit_window)
 
 
 async def _execute(
     plan: Plan,
+    *,
     client: ChatClient,
+    limiters: Limiters,
     endpoint: Endpoint,
     run_id: str,
     run_dir: Path,
     width: int,
     sequential: bool,
     observers: Sequence[Observer],
+    retry_passes: int,
 ) -> RunManifest:
     manifest = ManifestObserver(
         run_dir / "run.json",
@@ -117,7 +171,15 @@ async def _execute(
         plan.stages,
         client=client,
         concurrency=min(width, len(plan.topics)),
-        observers=[OutputWriter(run_dir), manifest, *observers],
+        observers=[
+            OutputWriter(run_dir),
+            FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
+            manifest,
+            *observers,
+        ],
+        limiters=limiters,
+        retry=plan.chain.retry,
+        endpoint=endpoint.base_url,
     )
     await engine.emit(
         RunStarted(
@@ -133,7 +195,7 @@ async def _execute(
         )
     )
     async with _finish_on_exit(engine):
-        await engine.run_pass(plan.topics)
+        await engine.run(plan.topics, retry_passes=retry_passes)
     assert manifest.manifest is not None  # set by RunStarted above
     return manifest.manifest
 
@@ -152,4 +214,7 @@ async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
         with contextlib.suppress(OrchestrateError):
             await engine.emit(RunFinished(engine.clock(), "failed"))
         raise
-    await engine.emit(RunFinished(engine.clock(), "finished"))
+    if engine.halt_reason is not None:
+        await engine.emit(RunFinished(engine.clock(), "stopped", engine.halt_reason))
+    else:
+        await engine.emit(RunFinished(engine.clock(), "finished"))

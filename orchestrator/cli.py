@@ -118,6 +118,19 @@ def main(verbose: int) -> None:
     help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Run only the first N topics.")
+@click.option(
+    "--rpm",
+    type=click.IntRange(min=1),
+    help="Requests per minute allowed for every model (default: the chain's "
+    "`limits:`, else learned from the provider's headers).",
+)
+@click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute for every model.")
+@click.option(
+    "--retry-passes",
+    type=click.IntRange(min=0),
+    help="Passes over chains that still failed on transient errors, after all "
+    "others finished (default: the chain's `retry_passes`, 1).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the summary.")
 def run_command(
     topics: Path,
@@ -127,6 +140,9 @@ def run_command(
     out: Path,
     provider: str,
     limit: int | None,
+    rpm: int | None,
+    tpm: int | None,
+    retry_passes: int | None,
     quiet: bool,
 ) -> None:
     """Run the chain over every topic in TOPICS.
@@ -136,6 +152,7 @@ def run_command(
       orchestrate run configs/topics.example.yaml
       orchestrate run configs/topics.example.yaml -c 10
       orchestrate run my-topics.yaml --sequential --out results
+      orchestrate run my-topics.yaml -c 64 --rpm 1200 --tpm 200000 --retry-passes 2
       OPENAI_API_KEY=sk-... orchestrate run my-topics.yaml
     """
 
@@ -155,7 +172,7 @@ def run_command(
         )
         print_summary(manifest)
         t = manifest.totals
-        return EXIT_OK if t.failed == 0 and t.pending == 0 else EXIT_FAILED
+        return EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
 
     sys.exit(_run_async(go, saved=folder.saved_message))
 

@@ -1,0 +1,193 @@
+"""Client-side rate limits, per (endpoint, model), quantised to short windows.
+
+Providers state limits per minute but enforce them over short windows: "1,200 RPM" behaves
+like 20 requests per second, not 1,200 at once. So a limit is spread over ``window`` seconds
+(1 s by default): ``AsyncLimiter(rpm / 60 * window, window)`` for requests, and a token
+bucket of ``tpm / 60 * window`` for tokens. Starting with a whole minute's budget (as the
+openai-cookbook script does) bursts straight into 429s.
+
+Everything reads time from the running loop (``loop.time()``/``asyncio.sleep``), as
+aiolimiter does, so tests drive it with a virtual-time loop instead of real sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+
+from ._headers import RateLimitInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A per-minute limit pair; None means not limited (or not known yet)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class TokenBucket:
+    """A token bucket whose reservations can be corrected afterwards.
+
+    Written here rather than built on aiolimiter, which has no refund (a call reserves its
+    prompt estimate + max_tokens, then the real usage gives most of it back) and whose
+    ``acquire(n)`` raises when n exceeds one window's capacity — routine here: a 2,000-token
+    request against 90k TPM, whose one-second share is 1,500. Such a request waits until the
+    bucket is full and leaves it in debt, so big requests are slow, never impossible.
+    """
+
+    def __init__(self, per_minute: float, *, window: float) -> None:
+        self.set_limit(per_minute, window=window)
+        self._level = self.capacity
+        self._checked: float | None = None
+        self._lock = asyncio.Lock()  # waiters are served first come, first served
+
+    def set_limit(self, per_minute: float, *, window: float) -> None:
+        """Change the rate (a limit learned from headers); the level is kept."""
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = self.rate * window
+        if hasattr(self, "_level"):
+            self._level = min(self._level, self.capacity)
+
+    def _refill(self) -> None:
+        now = _now()
+        if self._checked is not None:
+            self._level = min(self.capacity, self._level + (now - self._checked) * self.rate)
+        self._checked = now
+
+    @property
+    def level(self) -> float:
+        """Tokens available now (negative while in debt)."""
+        self._refill()
+        return self._level
+
+    async def acquire(self, amount: float) -> None:
+        """Take ``amount`` tokens, waiting until the bucket holds min(amount, capacity)."""
+        async with self._lock:
+            while True:
+                self._refill()
+                needed = min(amount, self.capacity)
+                if self._level >= needed:
+                    self._level -= amount
+                    return
+                await asyncio.sleep((needed - self._level) / self.rate)
+
+    def adjust(self, delta: float) -> None:
+        """Give back (positive) or charge (negative) tokens after the fact."""
+        self._refill()
+        self._level = min(self.capacity, self._level + delta)
+
+
+def _request_limiter(rpm: int, window: float) -> AsyncLimiter:
+    # aiolimiter cannot acquire 1 from a capacity below 1 (e.g. 30 RPM over 1 s): widen the
+    # window just enough to hold one request.
+    window = max(window, 60.0 / rpm)
+    return AsyncLimiter(rpm / 60.0 * window, window)
+
+
+class ModelLimiter:
+    """Requests and tokens for one (endpoint, model), shared by every call to it.
+
+    ``limit`` is what the user configured. With none configured, the limiter *learns*: one
+    call at a time until the first response, then the limits that response's headers state
+    (or no limit, if it states none). With limits configured, it adopts the provider's own
+    limit when that is lower, and a 429 pauses every call to this model, not only the one
+    that got it.
+    """
+
+    def __init__(self, limit: Limit, *, window: float = 1.0) -> None:
+        self.window = window
+        self.configured = limit.rpm is not None or limit.tpm is not None
+        self.limit = limit
+        self._requests = _request_limiter(limit.rpm, window) if limit.rpm else None
+        self._tokens = TokenBucket(limit.tpm, window=window) if limit.tpm else None
+        self._paused_until = 0.0
+        # Learning: until the first answer, one call at a time.
+        self._first_answer: asyncio.Event | None = None if self.configured else asyncio.Event()
+        self._probing = False
+
+    @property
+    def learning(self) -> bool:
+        """True while waiting for the first answer of an unconfigured model."""
+        return self._first_answer is not None and not self._first_answer.is_set()
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait for room for one request of ``tokens`` (estimated prompt + max_tokens)."""
+        while self.learning:
+            if not self._probing:
+                self._probing = True
+                break
+            assert self._first_answer is not None
+            await self._first_answer.wait()
+        # A loop, not an Event: another 429 may push the pause further while we sleep.
+        while (delay := self._paused_until - _now()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
+        if self._requests is not None:
+            await self._requests.acquire()
+        if self._tokens is not None:
+            await self._tokens.acquire(tokens)
+
+    def settle(self, reserved: int, used: int) -> None:
+        """Correct a reservation by the real usage (``used`` 0 for a call that failed)."""
+        if self._tokens is not None:
+            self._tokens.adjust(reserved - used)
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every call to this model for ``seconds`` (after a 429)."""
+        self._paused_until = max(self._paused_until, _now() + seconds)
+
+    def answered(self, info: RateLimitInfo | None) -> None:
+        """Take in what a response (or error) said about the limits."""
+        if info is not None and info.has_limits:
+            self._adopt(info)
+            if info.remaining_requests == 0 and info.reset_requests:
+                # Time until one more request, at the rate the provider replenishes them.
+                spent = max(1, (info.limit_requests or 1) - info.remaining_requests)
+                self.pause(info.reset_requests / spent)
+        if self._first_answer is not None:
+            self._first_answer.set()
+
+    def _adopt(self, info: RateLimitInfo) -> None:
+        rpm, tpm = self.limit.rpm, self.limit.tpm
+        if info.limit_requests and (rpm is None or info.limit_requests < rpm):
+            rpm = info.limit_requests
+            self._requests = _request_limiter(rpm, self.window)
+        if info.limit_tokens and (tpm is None or info.limit_tokens < tpm):
+            tpm = info.limit_tokens
+            if self._tokens is None:
+                self._tokens = TokenBucket(tpm, window=self.window)
+            else:
+                self._tokens.set_limit(tpm, window=self.window)
+        self.limit = Limit(rpm, tpm)
+
+
+class Limiters:
+    """The ModelLimiters of a run, created on first use, one per (endpoint, model)."""
+
+    def __init__(
+        self,
+        configured: Mapping[str, Limit] | None = None,
+        *,
+        default: Limit | None = None,
+        window: float = 1.0,
+    ) -> None:
+        self._configured = dict(configured or {})
+        self._default = default or Limit()
+        self.window = window
+        self._by_key: dict[tuple[str, str], ModelLimiter] = {}
+
+    def for_model(self, endpoint: str, model: str) -> ModelLimiter:
+        key = (endpoint, model)
+        limiter = self._by_key.get(key)
+        if limiter is None:
+            limit = self._configured.get(model, self._default)
+            limiter = self._by_key[key] = ModelLimiter(limit, window=self.window)
+        return limiter

@@ -1,0 +1,217 @@
+"""Rate limiters, driven on a virtual-time loop (no real sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator._headers import RateLimitInfo, parse_duration, rate_limit_info, retry_after
+from orchestrator._limits import Limit, Limiters, ModelLimiter, TokenBucket
+
+from .virtual_time import run_virtual
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def test_1200_rpm_is_20_per_second_not_1200_at_once() -> None:
+    """A one-second window: a burst of 20, then 20 per second — 100 requests in 4 s."""
+
+    async def go() -> list[float]:
+        limiter = ModelLimiter(Limit(rpm=1200), window=1.0)
+        times = []
+        for _ in range(100):
+            await limiter.acquire(0)
+            times.append(now())
+        return times
+
+    times = run_virtual(go())
+    assert sum(t < 0.01 for t in times) == 20
+    assert times[-1] == pytest.approx(4.0, abs=0.01)
+    # No second holds more than 21 starts (20 refilled + the boundary one).
+    assert max(sum(s <= t < s + 1 for t in times) for s in (0.5, 1.5, 2.5)) <= 21
+
+
+def test_a_slow_rpm_still_admits_one_request_per_interval() -> None:
+    """30 RPM over a 1 s window is under one request per window: one every 2 s."""
+
+    async def go() -> list[float]:
+        limiter = ModelLimiter(Limit(rpm=30), window=1.0)
+        times = []
+        for _ in range(3):
+            await limiter.acquire(0)
+            times.append(now())
+        return times
+
+    times = run_virtual(go())
+    assert times[2] - times[1] == pytest.approx(2.0, abs=0.01)
+
+
+def test_token_bucket_refunds_what_a_call_did_not_use() -> None:
+    """Reserve 1,000 of a 1,000-token window, use 100: the next 900 go through at once."""
+
+    async def go() -> float:
+        bucket = TokenBucket(60_000, window=1.0)  # 1,000 per second
+        await bucket.acquire(1000)
+        bucket.adjust(1000 - 100)
+        start = now()
+        await bucket.acquire(900)
+        return now() - start
+
+    assert run_virtual(go()) == pytest.approx(0.0, abs=0.01)
+
+
+def test_token_bucket_without_refund_waits_for_refill() -> None:
+    async def go() -> float:
+        bucket = TokenBucket(60_000, window=1.0)
+        await bucket.acquire(1000)
+        start = now()
+        await bucket.acquire(500)
+        return now() - start
+
+    assert run_virtual(go()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_request_larger_than_a_window_waits_for_a_full_bucket_then_goes() -> None:
+    """2,000 tokens against a 1,500-per-second share: slow, never impossible."""
+
+    async def go() -> tuple[float, float]:
+        bucket = TokenBucket(90_000, window=1.0)
+        await bucket.acquire(1000)
+        start = now()
+        await bucket.acquire(2000)
+        return now() - start, bucket.level
+
+    waited, level = run_virtual(go())
+    assert waited == pytest.approx(1000 / 1500, abs=0.01)
+    assert level == pytest.approx(-500, abs=1)
+
+
+def test_a_429_pause_holds_back_every_caller_of_that_model() -> None:
+    async def go() -> list[float]:
+        limits = Limiters({"m": Limit(rpm=6000)})
+        first = limits.for_model("e", "m")
+        first.pause(2.0)
+        starts = []
+
+        async def call(model: str) -> None:
+            await limits.for_model("e", model).acquire(0)
+            starts.append((model, now()))
+
+        await asyncio.gather(call("m"), call("m"), call("other"))
+        return starts
+
+    starts = run_virtual(go())
+    assert [t for m, t in starts if m == "m"] == [pytest.approx(2.0, abs=0.01)] * 2
+    assert [t for m, t in starts if m == "other"] == [pytest.approx(0.0, abs=0.01)]
+
+
+def test_unconfigured_model_sends_one_call_then_adopts_the_headers_limits() -> None:
+    async def go() -> tuple[list[float], Limit]:
+        limiter = ModelLimiter(Limit(), window=1.0)
+        starts: list[float] = []
+
+        async def call(i: int) -> None:
+            await limiter.acquire(0)
+            starts.append(now())
+            if i == 0:
+                await asyncio.sleep(0.5)  # the probe call takes 0.5 s to answer
+                limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=1_000_000))
+
+        await asyncio.gather(*(call(i) for i in range(25)))
+        return starts, limiter.limit
+
+    starts, limit = run_virtual(go())
+    assert limit == Limit(600, 1_000_000)
+    assert starts[0] == pytest.approx(0.0, abs=0.01)
+    assert starts[1] >= 0.5, "nobody else goes before the first answer"
+    # Then 10 per second (600 RPM): a burst of 10, and the 24 others take about 1.4 s more.
+    assert starts[-1] == pytest.approx(0.5 + 1.4, abs=0.05)
+
+
+def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answer() -> None:
+    async def go() -> list[float]:
+        limiter = ModelLimiter(Limit(), window=1.0)
+        starts: list[float] = []
+
+        async def call(i: int) -> None:
+            await limiter.acquire(0)
+            starts.append(now())
+            if i == 0:
+                await asyncio.sleep(0.2)
+                limiter.answered(None)
+
+        await asyncio.gather(*(call(i) for i in range(50)))
+        return starts
+
+    starts = run_virtual(go())
+    assert max(starts) == pytest.approx(0.2, abs=0.01)
+
+
+def test_configured_limit_gives_way_to_a_lower_provider_limit() -> None:
+    async def go() -> Limit:
+        limiter = ModelLimiter(Limit(rpm=1200, tpm=500_000), window=1.0)
+        limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=900_000))
+        return limiter.limit
+
+    assert run_virtual(go()) == Limit(rpm=600, tpm=500_000)
+
+
+def test_nothing_remaining_pauses_until_one_request_is_back() -> None:
+    async def go() -> float:
+        limiter = ModelLimiter(Limit(rpm=1200), window=1.0)
+        limiter.answered(
+            RateLimitInfo(limit_requests=1200, remaining_requests=0, reset_requests=60.0)
+        )
+        start = now()
+        await limiter.acquire(0)
+        return now() - start
+
+    assert run_virtual(go()) == pytest.approx(0.05, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("6m0s", 360.0),
+        ("1.5s", 1.5),
+        ("120ms", 0.12),
+        ("1h2m3.5s", 3723.5),
+        ("0s", 0.0),
+        ("2m", 120.0),
+        ("7", 7.0),
+        ("soon", None),
+        ("", None),
+    ],
+)
+def test_openai_durations_parse(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_rate_limit_headers_parse_whatever_their_case() -> None:
+    info = rate_limit_info(
+        {
+            "X-RateLimit-Limit-Requests": "1200",
+            "x-ratelimit-remaining-requests": "1199",
+            "x-ratelimit-reset-requests": "50ms",
+            "x-ratelimit-limit-tokens": "200000",
+            "x-ratelimit-remaining-tokens": "oops",
+            "content-type": "application/json",
+        }
+    )
+    assert info == RateLimitInfo(1200, 200000, 1199, None, 0.05, None)
+    assert rate_limit_info({"content-type": "text/html"}) is None
+
+
+def test_retry_after_prefers_milliseconds_then_seconds_then_a_date() -> None:
+    assert retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    assert retry_after({"Retry-After": "2"}) == 2.0
+    date = "Sun, 22 Nov 2026 16:00:10 GMT"
+    from email.utils import parsedate_to_datetime
+
+    at = parsedate_to_datetime(date).timestamp()
+    assert retry_after({"retry-after": date}, now=at - 10) == pytest.approx(10.0)
+    assert retry_after({}) is None
+    assert retry_after({"retry-after": "whenever"}) is None
