@@ -99,6 +99,7 @@ class Engine:
         self.sleep = sleep
         self._stopping = False
         self._halt_reason: str | None = None
+        self._halted: asyncio.Event | None = None  # made on first use, inside the loop
 
     @property
     def stopping(self) -> bool:
@@ -115,9 +116,31 @@ class Engine:
         return self._halt_reason
 
     def halt(self, reason: str) -> None:
-        """Stop at once: no new chain starts and no new call is sent."""
+        """Stop at once: no new chain starts, no new call is sent, and calls waiting for a
+        rate limiter give up their wait."""
         self._halt_reason = self._halt_reason or reason
         self.stop()
+        if self._halted is not None:
+            self._halted.set()
+
+    async def _acquire(self, limiter: ModelLimiter, tokens: int) -> None:
+        """Wait for the limiter — unless the run is halted meanwhile (then CallError)."""
+        if self._halted is None:
+            self._halted = asyncio.Event()
+        waiting = asyncio.ensure_future(limiter.acquire(tokens))
+        halted = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait((waiting, halted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if self._halt_reason is not None:
+            if waiting.done() and not waiting.cancelled():
+                limiter.settle(tokens, 0)
+            limiter.answered(None)
+            raise CallError(f"not sent: {self._halt_reason}")
+        waiting.result()
 
     async def run(self, topics: Sequence[Topic], *, retry_passes: int = 0) -> list[ChainResult]:
         """Run every chain, then up to ``retry_passes`` passes over the chains that failed on
@@ -289,14 +312,10 @@ class Engine:
         """Wait for the limiter, send once, and tell the limiter what happened. Only the
         client call decides the attempt's fate: an observer's failure is never the model's."""
         waiting = self.clock()
-        await limiter.acquire(reserved)
+        await self._acquire(limiter, reserved)
         started = self.clock()
         if started - waiting > 0.001:
             await self.emit(Waited(topic, stage, "limiter", waiting, started))
-        if self._halt_reason is not None:
-            limiter.settle(reserved, 0)
-            limiter.answered(None)
-            raise CallError(f"not sent: {self._halt_reason}")
         await self.emit(CallStarted(topic, stage, attempt, request.model, started))
         info: RateLimitInfo | None = None
         try:

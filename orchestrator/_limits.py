@@ -29,6 +29,13 @@ class Limit:
     tpm: int | None = None
 
 
+# Pace at 97% of the stated limit. Client and server buckets tick at the same rate, so a few
+# milliseconds of jitter between sending and arriving would otherwise land some requests a
+# hair early at the provider, as 429s (measured: 1.3% of calls at 100%; see
+# benchmarks/rate_limits.py). 3% of throughput is the cheaper price.
+HEADROOM = 0.97
+
+
 def _now() -> float:
     return asyncio.get_running_loop().time()
 
@@ -52,7 +59,7 @@ class TokenBucket:
     def set_limit(self, per_minute: float, *, window: float) -> None:
         """Change the rate (a limit learned from headers); the level is kept."""
         self.per_minute = per_minute
-        self.rate = per_minute / 60.0
+        self.rate = per_minute * HEADROOM / 60.0
         self.capacity = self.rate * window
         if hasattr(self, "_level"):
             self._level = min(self._level, self.capacity)
@@ -89,8 +96,9 @@ class TokenBucket:
 def _request_limiter(rpm: int, window: float) -> AsyncLimiter:
     # aiolimiter cannot acquire 1 from a capacity below 1 (e.g. 30 RPM over 1 s): widen the
     # window just enough to hold one request.
-    window = max(window, 60.0 / rpm)
-    return AsyncLimiter(rpm / 60.0 * window, window)
+    per_second = rpm * HEADROOM / 60.0
+    window = max(window, 1.0 / per_second)
+    return AsyncLimiter(per_second * window, window)
 
 
 class ModelLimiter:
@@ -110,6 +118,7 @@ class ModelLimiter:
         self._requests = _request_limiter(limit.rpm, window) if limit.rpm else None
         self._tokens = TokenBucket(limit.tpm, window=window) if limit.tpm else None
         self._paused_until = 0.0
+        self._started = False
         # Learning: until the first answer, one call at a time.
         self._first_answer: asyncio.Event | None = None if self.configured else asyncio.Event()
         self._probing = False
@@ -131,6 +140,12 @@ class ModelLimiter:
         while (delay := self._paused_until - _now()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
         if self._requests is not None:
+            if not self._started:
+                # Start with half a burst: the provider's bucket may not be full (another
+                # client shares it), and a first burst over fresh connections reaches it
+                # bunched up (measured: every remaining 429 of a configured run came there).
+                self._started = True
+                await self._requests.acquire(self._requests.max_rate / 2)
             await self._requests.acquire()
         if self._tokens is not None:
             await self._tokens.acquire(tokens)
@@ -160,6 +175,7 @@ class ModelLimiter:
         if info.limit_requests and (rpm is None or info.limit_requests < rpm):
             rpm = info.limit_requests
             self._requests = _request_limiter(rpm, self.window)
+            self._started = False
         if info.limit_tokens and (tpm is None or info.limit_tokens < tpm):
             tpm = info.limit_tokens
             if self._tokens is None:

@@ -395,3 +395,47 @@ async def test_an_endpoint_that_is_not_openai_compatible_fails_clearly(project: 
     error = manifest.topics[0].error or ""
     assert "did not answer with a chat completion (text/html" in error
     assert "/v1" in error
+
+
+async def test_cli_out_of_quota_stops_at_once_exits_1_and_says_why(project: Path) -> None:
+    env = {**FAST_SIM, "ORCHESTRATE_SIM_INSUFFICIENT_QUOTA": "true"}
+    code, out, err = await orchestrate(
+        "run", "configs/topics.example.yaml", "-c", "3", cwd=project, env=env
+    )
+    assert code == 1
+    assert "out of quota" in out
+    assert "Traceback" not in out + err
+    manifest = manifest_of(project / "outputs")
+    assert manifest.status == "stopped"
+    assert manifest.totals.calls <= 3
+    assert manifest.totals.skipped >= 7
+    assert (Path(manifest.output_dir) / "failed.yaml").is_file()
+    assert "orchestrate run" in out and "failed.yaml" in out
+
+
+async def test_cli_finishes_every_topic_through_5xx_and_dropped_connections(
+    project: Path,
+) -> None:
+    """A quarter of calls answered 500/503 or dropped: all done, no stage twice, exit 0.
+    (Rates high enough that 30-odd calls cannot all get through untouched.)"""
+    env = {
+        **FAST_SIM,
+        "ORCHESTRATE_SIM_ERROR_RATE_500": "0.1",
+        "ORCHESTRATE_SIM_ERROR_RATE_503": "0.1",
+        "ORCHESTRATE_SIM_DROP_RATE": "0.05",
+        "ORCHESTRATE_SIM_SEED": "7",
+    }
+    write(
+        project / "configs" / "chain.yaml",
+        "stages: [research, write, edit]\nretry: {backoff_base: 0.01, backoff_max: 0.1}\n",
+    )
+    code, out, err = await orchestrate(
+        "run", "configs/topics.example.yaml", "-c", "10", cwd=project, env=env
+    )
+    assert code == 0, out + err
+    manifest = manifest_of(project / "outputs")
+    assert manifest.totals.succeeded == 10
+    assert manifest.totals.retries and manifest.totals.retries > 0
+    for record in manifest.topics:
+        assert [s.name for s in record.stages] == ["research", "write", "edit"]
+    assert not (Path(manifest.output_dir) / "failed.yaml").exists()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from orchestrator._headers import RateLimitInfo, parse_duration, rate_limit_info, retry_after
-from orchestrator._limits import Limit, Limiters, ModelLimiter, TokenBucket
+from orchestrator._limits import HEADROOM, Limit, Limiters, ModelLimiter, TokenBucket
 
 from .virtual_time import run_virtual
 
@@ -17,7 +17,8 @@ def now() -> float:
 
 
 def test_1200_rpm_is_20_per_second_not_1200_at_once() -> None:
-    """A one-second window: a burst of 20, then 20 per second — 100 requests in 4 s."""
+    """A one-second window: half a burst to start, then about 20 per second (paced at
+    HEADROOM of the limit) — 100 requests in about 4.5 s, never a minute's 1,200 at once."""
 
     async def go() -> list[float]:
         limiter = ModelLimiter(Limit(rpm=1200), window=1.0)
@@ -28,14 +29,15 @@ def test_1200_rpm_is_20_per_second_not_1200_at_once() -> None:
         return times
 
     times = run_virtual(go())
-    assert sum(t < 0.01 for t in times) == 20
-    assert times[-1] == pytest.approx(4.0, abs=0.01)
-    # No second holds more than 21 starts (20 refilled + the boundary one).
-    assert max(sum(s <= t < s + 1 for t in times) for s in (0.5, 1.5, 2.5)) <= 21
+    per_second = 20 * HEADROOM
+    assert sum(t < 0.01 for t in times) == int(per_second / 2)
+    assert times[-1] == pytest.approx((100 - per_second / 2) / per_second, abs=0.06)
+    # No one-second span holds more than the limit's 20.
+    assert max(sum(s <= t < s + 1 for t in times) for s in (0.5, 1.5, 2.5)) <= 20
 
 
 def test_a_slow_rpm_still_admits_one_request_per_interval() -> None:
-    """30 RPM over a 1 s window is under one request per window: one every 2 s."""
+    """30 RPM over a 1 s window is under one request per window: one every ~2 s."""
 
     async def go() -> list[float]:
         limiter = ModelLimiter(Limit(rpm=30), window=1.0)
@@ -46,14 +48,14 @@ def test_a_slow_rpm_still_admits_one_request_per_interval() -> None:
         return times
 
     times = run_virtual(go())
-    assert times[2] - times[1] == pytest.approx(2.0, abs=0.01)
+    assert times[2] - times[1] == pytest.approx(2.0 / HEADROOM, abs=0.01)
 
 
 def test_token_bucket_refunds_what_a_call_did_not_use() -> None:
     """Reserve 1,000 of a 1,000-token window, use 100: the next 900 go through at once."""
 
     async def go() -> float:
-        bucket = TokenBucket(60_000, window=1.0)  # 1,000 per second
+        bucket = TokenBucket(60_000 / HEADROOM, window=1.0)  # paced at 1,000 per second
         await bucket.acquire(1000)
         bucket.adjust(1000 - 100)
         start = now()
@@ -65,7 +67,7 @@ def test_token_bucket_refunds_what_a_call_did_not_use() -> None:
 
 def test_token_bucket_without_refund_waits_for_refill() -> None:
     async def go() -> float:
-        bucket = TokenBucket(60_000, window=1.0)
+        bucket = TokenBucket(60_000 / HEADROOM, window=1.0)  # paced at 1,000 per second
         await bucket.acquire(1000)
         start = now()
         await bucket.acquire(500)
@@ -78,7 +80,7 @@ def test_a_request_larger_than_a_window_waits_for_a_full_bucket_then_goes() -> N
     """2,000 tokens against a 1,500-per-second share: slow, never impossible."""
 
     async def go() -> tuple[float, float]:
-        bucket = TokenBucket(90_000, window=1.0)
+        bucket = TokenBucket(90_000 / HEADROOM, window=1.0)  # paced at 1,500 per second
         await bucket.acquire(1000)
         start = now()
         await bucket.acquire(2000)
@@ -127,8 +129,9 @@ def test_unconfigured_model_sends_one_call_then_adopts_the_headers_limits() -> N
     assert limit == Limit(600, 1_000_000)
     assert starts[0] == pytest.approx(0.0, abs=0.01)
     assert starts[1] >= 0.5, "nobody else goes before the first answer"
-    # Then 10 per second (600 RPM): a burst of 10, and the 24 others take about 1.4 s more.
-    assert starts[-1] == pytest.approx(0.5 + 1.4, abs=0.05)
+    # Then about 10 per second (600 RPM): half a burst, and the others at that pace.
+    per_second = 10 * HEADROOM
+    assert starts[-1] == pytest.approx(0.5 + (24 - per_second / 2) / per_second, abs=0.1)
 
 
 def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answer() -> None:

@@ -235,3 +235,30 @@ def test_backoff_sleep_is_the_injected_one(project: Path) -> None:
         Engine(plan.stages, client=client, concurrency=1, sleep=fake_sleep).run(plan.topics)
     )
     assert slept == [7.0]
+
+
+def test_a_quota_stop_releases_calls_waiting_for_the_limiter(project: Path) -> None:
+    """Chains queued behind a slow limiter give up at once instead of waiting their turn."""
+    plan = plan_for(project, [f"t{i}" for i in range(20)])
+    quota = CallError("HTTP 429", status=429, code="insufficient_quota", retryable=True)
+
+    def handler(request: ChatRequest) -> str:
+        raise quota
+
+    async def go() -> tuple[float, Engine]:
+        run = engine(
+            plan,
+            FakeClient(handler),
+            Recorder(),
+            concurrency=10,
+            limiters=Limiters({"m1": Limit(rpm=60)}),
+        )  # one call per second
+        start = asyncio.get_running_loop().time()
+        await run.run(plan.topics)
+        return asyncio.get_running_loop().time() - start, run
+
+    elapsed, run = run_virtual(go())
+    assert run.halt_reason is not None
+    # The first call waits about 0.5 s (half a burst to start); the nine other chains in
+    # flight must not then take their 1-second limiter turns one after another.
+    assert elapsed < 1.0, "not nine more seconds of limiter turns"
