@@ -104,14 +104,15 @@ def _request_limiter(rpm: int, window: float) -> AsyncLimiter:
 class ModelLimiter:
     """Requests and tokens for one (endpoint, model), shared by every call to it.
 
-    ``limit`` is what the user configured. With none configured, the limiter *learns*: one
+    ``limit`` is what the user configured. With none configured (and ``learn``, unless the
+    limits are known to be none), the limiter *learns*: one
     call at a time until the first response, then the limits that response's headers state
     (or no limit, if it states none). With limits configured, it adopts the provider's own
     limit when that is lower, and a 429 pauses every call to this model, not only the one
     that got it.
     """
 
-    def __init__(self, limit: Limit, *, window: float = 1.0) -> None:
+    def __init__(self, limit: Limit, *, window: float = 1.0, learn: bool = True) -> None:
         self.window = window
         self.configured = limit.rpm is not None or limit.tpm is not None
         self.limit = limit
@@ -120,7 +121,8 @@ class ModelLimiter:
         self._paused_until = 0.0
         self._started = False
         # Learning: until the first answer, one call at a time.
-        self._first_answer: asyncio.Event | None = None if self.configured else asyncio.Event()
+        learning = learn and not self.configured
+        self._first_answer: asyncio.Event | None = asyncio.Event() if learning else None
         self._probing = False
 
     @property
@@ -194,10 +196,12 @@ class Limiters:
         *,
         default: Limit | None = None,
         window: float = 1.0,
+        learn: bool = True,
     ) -> None:
         self._configured = dict(configured or {})
         self._default = default or Limit()
         self.window = window
+        self.learn = learn
         self._by_key: dict[tuple[str, str], ModelLimiter] = {}
 
     def for_model(self, endpoint: str, model: str) -> ModelLimiter:
@@ -205,5 +209,5 @@ class Limiters:
         limiter = self._by_key.get(key)
         if limiter is None:
             limit = self._configured.get(model, self._default)
-            limiter = self._by_key[key] = ModelLimiter(limit, window=self.window)
+            limiter = self._by_key[key] = ModelLimiter(limit, window=self.window, learn=self.learn)
         return limiter

@@ -87,6 +87,10 @@ async def run(
                 environ=environ,
                 source=f"{plan.chain_file} simulated:",
             )
+    if sim_settings is not None and sim_settings.rpm is None and sim_settings.tpm is None:
+        # The embedded simulator, started without limits, has none: nothing to learn, so
+        # no first call goes alone to find out.
+        limiters.learn = False
     # Everything the user could have got wrong is checked; only now does a run folder appear.
     out = Path(out)
     run_id, run_dir = create_run_dir(out)

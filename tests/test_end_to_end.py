@@ -439,3 +439,26 @@ async def test_cli_finishes_every_topic_through_5xx_and_dropped_connections(
     for record in manifest.topics:
         assert [s.name for s in record.stages] == ["research", "write", "edit"]
     assert not (Path(manifest.output_dir) / "failed.yaml").exists()
+
+
+@pytest.mark.parametrize("limited", [False, True])
+async def test_only_a_provider_that_may_have_limits_is_probed_first(
+    project: Path, limited: bool
+) -> None:
+    """The embedded simulator without limits has none: calls start together. With limits,
+    one call goes first and the rest follow the limits its headers state."""
+    from .fakes import Recorder
+
+    recorder = Recorder()
+    sim: dict[str, object] = {"latency_mean": 0.2, "latency_jitter": 0.0}
+    if limited:
+        sim["rpm"] = 6000
+    await orchestrator.run(
+        "configs/topics.example.yaml", concurrency=5, limit=5, sim=sim, observers=[recorder]
+    )
+    starts = sorted(e.at for e in recorder.of(orchestrator.CallStarted))[:5]
+    first_answer = min(e.at for e in recorder.of(orchestrator.CallFinished))
+    if limited:
+        assert starts[1] >= first_answer
+    else:
+        assert starts[4] < first_answer
