@@ -125,6 +125,9 @@ class Engine:
 
     async def _acquire(self, limiter: ModelLimiter, tokens: int) -> None:
         """Wait for the limiter — unless the run is halted meanwhile (then CallError)."""
+        if self._halt_reason is None and limiter.ready(tokens):
+            await limiter.acquire(tokens)  # goes straight through: no tasks, no loop turn
+            return
         if self._halted is None:
             self._halted = asyncio.Event()
         waiting = asyncio.ensure_future(limiter.acquire(tokens))

@@ -130,6 +130,15 @@ class ModelLimiter:
         """True while waiting for the first answer of an unconfigured model."""
         return self._first_answer is not None and not self._first_answer.is_set()
 
+    def ready(self, tokens: int) -> bool:
+        """Whether ``acquire(tokens)`` would go through now, without waiting (when unsure,
+        False: the caller then waits the slow way)."""
+        if self.learning or self._paused_until > _now():
+            return False
+        if self._requests is not None and (not self._started or not self._requests.has_capacity()):
+            return False  # (the first acquire also takes the half-burst start)
+        return self._tokens is None or self._tokens.level >= min(tokens, self._tokens.capacity)
+
     async def acquire(self, tokens: int) -> None:
         """Wait for room for one request of ``tokens`` (estimated prompt + max_tokens)."""
         while self.learning:

@@ -218,3 +218,19 @@ def test_retry_after_prefers_milliseconds_then_seconds_then_a_date() -> None:
     assert retry_after({"retry-after": date}, now=at - 10) == pytest.approx(10.0)
     assert retry_after({}) is None
     assert retry_after({"retry-after": "whenever"}) is None
+
+
+def test_ready_says_whether_acquire_would_wait() -> None:
+    async def go() -> list[bool]:
+        unlimited = ModelLimiter(Limit(), window=1.0, learn=False)
+        limited = ModelLimiter(Limit(rpm=120), window=1.0)  # about 2 per second
+        answers = [unlimited.ready(10), limited.ready(1)]  # before the first (half) burst
+        await limited.acquire(1)
+        answers.append(limited.ready(1))  # the window is used up
+        await asyncio.sleep(1.0)
+        answers.append(limited.ready(1))
+        limited.pause(5)
+        answers.append(limited.ready(1))
+        return answers
+
+    assert run_virtual(go()) == [True, False, False, True, False]
