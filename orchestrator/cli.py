@@ -168,6 +168,9 @@ def run_command(
             sequential=sequential,
             provider=provider,
             limit=limit,
+            rpm=rpm,
+            tpm=tpm,
+            retry_passes=retry_passes,
             observers=observers,
         )
         print_summary(manifest)

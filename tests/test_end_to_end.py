@@ -462,3 +462,37 @@ async def test_only_a_provider_that_may_have_limits_is_probed_first(
         assert starts[1] >= first_answer
     else:
         assert starts[4] < first_answer
+
+
+async def test_cli_tpm_reaches_the_run(project: Path) -> None:
+    """--tpm below a stage's max_tokens is refused before any call (so the flag is used)."""
+    code, _, err = await orchestrate(
+        "run", "configs/topics.example.yaml", "--tpm", "100", "--rpm", "60", cwd=project
+    )
+    assert code == 2
+    assert "--tpm" in err and "max_tokens" in err
+
+
+async def test_cli_retry_passes_reaches_the_run(project: Path) -> None:
+    """Every call fails with a 500 and one attempt per call: --retry-passes 2 makes exactly
+    two more passes over the one topic."""
+    write(
+        project / "configs" / "chain.yaml",
+        "stages: [research, write, edit]\nretry: {attempts: 1}\n",
+    )
+    env = {**FAST_SIM, "ORCHESTRATE_SIM_ERROR_RATE_500": "1"}
+    code, out, err = await orchestrate(
+        "run",
+        "configs/topics.example.yaml",
+        "--limit",
+        "1",
+        "--retry-passes",
+        "2",
+        cwd=project,
+        env=env,
+    )
+    assert code == 1
+    assert "retry pass 2: 1 failed topic(s) again" in err
+    manifest = manifest_of(project / "outputs")
+    assert manifest.totals.calls == 3
+    assert manifest.topics[0].passes == 3
