@@ -11,6 +11,8 @@ Scenarios, side by side in one invocation:
   learned      no limit, from x-ratelimit-*   target: within 15% of ideal, < 3% 429s
   minute       --rpm 1200 over a 60 s window  the baseline: a whole minute's budget at
                once, like AsyncLimiter(1200, 60) or the openai-cookbook script
+  tpm          --tpm 1,800,000 (30k tokens/s) the token limit binds: ideal = charged tokens
+               (prompt + max_tokens, as providers count them) / 30k per second + one chain
   faults       10% 500/503, 2% dropped        target: every topic done, no duplicate stage
   quota        insufficient_quota             target: stops within 2 s, ~concurrency calls
 
@@ -30,7 +32,7 @@ import structlog
 
 import orchestrator
 
-RPM, BURST, CONCURRENCY = 1200, 20, 64
+RPM, BURST, CONCURRENCY, TPM = 1200, 20, 64, 1_800_000
 
 
 def topics_file(folder: Path, n: int) -> Path:
@@ -58,7 +60,16 @@ async def scenario(
     )
     t = manifest.totals
     duplicated = sum(len(r.stages) != len({s.name for s in r.stages}) for r in manifest.topics)
+    max_tokens = {
+        s.name: s.max_tokens or 0 for s in orchestrator.load_plan(topics, chain=chain).stages
+    }
+    charged = sum(
+        (st.prompt_tokens or 0) + max_tokens[st.name] * st.attempts
+        for r in manifest.topics
+        for st in r.stages
+    )
     return {
+        "charged": charged,
         "name": name,
         "wall": manifest.wall_time_s or 0.0,
         "calls": t.calls,
@@ -89,6 +100,7 @@ async def main() -> None:
             await scenario("configured", topics, one_s, base, rpm=RPM),
             await scenario("learned", topics, one_s, base),
             await scenario("minute", topics, minute, base, rpm=RPM),
+            await scenario("tpm", topics, one_s, {**base, "rpm": None, "tpm": TPM}, tpm=TPM),
             await scenario(
                 "faults",
                 topics,
@@ -118,6 +130,8 @@ async def main() -> None:
     for row in rows:
         calls = row["calls"]
         ideal = ideal_s if row["name"] in ("configured", "learned", "minute") else None
+        if row["name"] == "tpm":  # the token bucket binds; its one-second burst is TPM/60
+            ideal = (row["charged"] - TPM / 60) / (TPM / 60) + ideal_chain
         vs = f"{row['wall'] / ideal:.3f}x" if ideal else "-"
         share = 100 * row["429"] / calls if calls else 0.0
         print(

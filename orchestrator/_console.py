@@ -50,14 +50,15 @@ class ProgressPrinter:
             self._done += 1
             width = len(str(self._total))
             elapsed = event.at - event.started
-            mark = "ok  " if event.status == "succeeded" else "FAIL"
+            mark = {"succeeded": "ok  ", "failed": "FAIL", "skipped": "SKIP"}[event.status]
             count = f"[{self._done:>{width}}/{self._total}]"
             line = f"{mark} {count} {event.topic.slug}  {elapsed:.1f}s"
-            if event.status == "failed":
+            if event.status != "succeeded":
                 line += f"  {event.failed_stage}: {shorten(event.error or '', 300)}"
             self._print(line)
         elif isinstance(event, RetryPassStarted):
             self._print(f"retry pass {event.number}: {event.topics} failed topic(s) again")
+            self._done, self._total = 0, event.topics  # count this pass's topics afresh
 
 
 def print_summary(manifest: RunManifest, *, console: Console | None = None) -> None:
@@ -111,16 +112,21 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
     console.print(table)
     if manifest.stop_reason:
         console.print(f"[red]stopped:[/red] {escape(manifest.stop_reason)}", highlight=False)
-    failed = [r for r in manifest.topics if r.status == "failed"]
-    for record in failed[:20]:
-        # Topic text and errors are data: escaped so "[bold]" in a topic prints as written.
+    # One line per distinct error, not per topic: a quota stop fails many topics alike.
+    by_error: dict[str, list[str]] = {}
+    for record in manifest.topics:
+        if record.status in ("failed", "skipped") and record.error:
+            key = f"{record.failed_stage}: {shorten(record.error, 300)}"
+            by_error.setdefault(key, []).append(record.topic)
+    for key, topics in list(by_error.items())[:10]:
+        names = ", ".join(repr(shorten(t, 40)) for t in topics[:3])
+        more = f" and {len(topics) - 3} more" if len(topics) > 3 else ""
         console.print(
-            f"[red]failed[/red] {escape(repr(shorten(record.topic)))} at {record.failed_stage}: "
-            f"{escape(shorten(record.error or '', 300))}",
+            f"[red]{len(topics)} topic(s)[/red] {escape(names + more)} at {escape(key)}",
             highlight=False,
         )
-    if len(failed) > 20:
-        console.print(f"... and {len(failed) - 20} more (see run.json)")
+    if len(by_error) > 10:
+        console.print(f"... and {len(by_error) - 10} other errors (see run.json)")
     if t.failed or t.skipped or t.pending:
         failed_file = Path(manifest.output_dir) / "failed.yaml"
         console.print(

@@ -17,7 +17,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from ._client import ChatClient, ChatRequest, ChatResponse
-from ._errors import CallError, RunError, StageFailed
+from ._errors import CallError, CallNotSent, RunError, StageFailed
 from ._events import (
     CallFailed,
     CallFinished,
@@ -33,7 +33,7 @@ from ._events import (
     StageStarted,
     Waited,
 )
-from ._headers import RateLimitInfo, rate_limit_info
+from ._headers import rate_limit_info
 from ._limits import Limiters, ModelLimiter
 from ._plan import Stage
 from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
@@ -124,26 +124,24 @@ class Engine:
             self._halted.set()
 
     async def _acquire(self, limiter: ModelLimiter, tokens: int) -> None:
-        """Wait for the limiter — unless the run is halted meanwhile (then CallError)."""
+        """Wait for the limiter — unless the run is halted meanwhile (then CallNotSent)."""
         if self._halt_reason is None and limiter.ready(tokens):
             await limiter.acquire(tokens)  # goes straight through: no tasks, no loop turn
-            return
-        if self._halted is None:
-            self._halted = asyncio.Event()
-        waiting = asyncio.ensure_future(limiter.acquire(tokens))
-        halted = asyncio.ensure_future(self._halted.wait())
-        try:
-            await asyncio.wait((waiting, halted), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            halted.cancel()
-            if not waiting.done():
-                waiting.cancel()
-        if self._halt_reason is not None:
+        elif self._halt_reason is None:
+            if self._halted is None:
+                self._halted = asyncio.Event()
+            waiting = asyncio.ensure_future(limiter.acquire(tokens))
+            halted = asyncio.ensure_future(self._halted.wait())
+            try:
+                await asyncio.wait((waiting, halted), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halted.cancel()
+                if not waiting.done():
+                    waiting.cancel()
             if waiting.done() and not waiting.cancelled():
-                limiter.settle(tokens, 0)
-            limiter.answered(None)
-            raise CallError(f"not sent: {self._halt_reason}")
-        waiting.result()
+                waiting.result()  # re-raises a failure of the limiter itself
+        if self._halt_reason is not None:
+            raise CallNotSent(f"not sent: {self._halt_reason}")
 
     async def run(self, topics: Sequence[Topic], *, retry_passes: int = 0) -> list[ChainResult]:
         """Run every chain, then up to ``retry_passes`` passes over the chains that failed on
@@ -217,9 +215,12 @@ class Engine:
             try:
                 output = await self.run_stage(topic, stage, context)
             except StageFailed as exc:
+                status: ChainStatus = (
+                    "skipped" if isinstance(exc.last_error, CallNotSent) else "failed"
+                )
                 transient = is_retryable(exc.last_error)
                 error = str(exc.last_error)
-                result = ChainResult(topic, "failed", outputs, stage.name, error, transient)
+                result = ChainResult(topic, status, outputs, stage.name, error, transient)
                 break
             outputs[stage.name] = output
             context[stage.name] = output
@@ -272,7 +273,8 @@ class Engine:
         the attempts it took; raises StageFailed when it gives up."""
         limiter = self.limiters.for_model(self.endpoint, request.model)
         # Providers count the prompt plus max_tokens against TPM when a request arrives.
-        reserved = estimate_message_tokens(request.messages) + (request.max_tokens or 0)
+        prompt_estimate = estimate_message_tokens(request.messages)
+        reserved = prompt_estimate + (request.max_tokens or 0)
         attempts = 0
 
         async def backoff(seconds: float) -> None:
@@ -297,9 +299,9 @@ class Engine:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     response = await self._attempt(
-                        topic, stage, request, attempts, limiter, reserved
+                        topic, stage, request, attempts, limiter, reserved, prompt_estimate
                     )
-        except Exception as exc:
+        except CallError as exc:  # anything else (an observer failing) stops the run
             await self._stage_failed(topic, stage, exc, attempts, stage_started)
         return response, attempts
 
@@ -311,35 +313,54 @@ class Engine:
         attempt: int,
         limiter: ModelLimiter,
         reserved: int,
+        prompt_estimate: int,
     ) -> ChatResponse:
-        """Wait for the limiter, send once, and tell the limiter what happened. Only the
-        client call decides the attempt's fate: an observer's failure is never the model's."""
-        waiting = self.clock()
-        await self._acquire(limiter, reserved)
-        started = self.clock()
-        if started - waiting > 0.001:
-            await self.emit(Waited(topic, stage, "limiter", waiting, started))
-        await self.emit(CallStarted(topic, stage, attempt, request.model, started))
-        info: RateLimitInfo | None = None
+        """Wait for the limiter, send once, and tell the limiter what happened.
+
+        Only the client call decides the attempt's fate: whatever it raises becomes a
+        CallError, while an observer's failure passes through untouched and stops the run.
+        """
+        answered = False
         try:
-            response = await self.client.complete(request)
-        except Exception as exc:
-            limiter.settle(reserved, 0)
-            if isinstance(exc, CallError):
-                info = rate_limit_info(exc.headers)
-                if is_quota_error(exc):
+            waiting = self.clock()
+            await self._acquire(limiter, reserved)  # a halted run raises CallNotSent here
+            started = self.clock()
+            if started - waiting > 0.001:
+                await self.emit(Waited(topic, stage, "limiter", waiting, started))
+            await self.emit(CallStarted(topic, stage, attempt, request.model, started))
+            try:
+                response = await self.client.complete(request)
+            except Exception as exc:
+                error = (
+                    exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
+                )
+                info = rate_limit_info(error.headers)
+                limiter.answered(info, ok=False)
+                answered = True
+                if is_quota_error(error):
+                    limiter.refund(reserved)
                     self.halt(QUOTA_MESSAGE)
-                elif exc.status == 429:
+                elif error.status == 429:
+                    limiter.refund(reserved)  # refused: the provider counted nothing
                     # Everyone calling this model waits, not only this call.
-                    limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
-            await self.emit(CallFailed(topic, stage, attempt, exc, started, self.clock()))
-            raise
+                    limiter.pause(self._capped(error.retry_after, default=1.0))
+                await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
+                if error is exc:
+                    raise
+                raise error from exc
+            limiter.answered(rate_limit_info(response.headers), ok=True)
+            answered = True
+            limiter.refund(prompt_estimate - response.prompt_tokens)
+            await self.emit(CallFinished(topic, stage, attempt, response, started, self.clock()))
+            return response
         finally:
-            limiter.answered(info)
-        limiter.answered(rate_limit_info(response.headers))
-        limiter.settle(reserved, response.prompt_tokens + response.completion_tokens)
-        await self.emit(CallFinished(topic, stage, attempt, response, started, self.clock()))
-        return response
+            if not answered:
+                limiter.release_probe()
+
+    def _capped(self, seconds: float | None, *, default: float) -> float:
+        """A provider's retry-after, capped at ``retry.backoff_max`` (some gateways ask for
+        an hour; better to try again and let the retry pass take over)."""
+        return min(default if seconds is None else seconds, self.retry.backoff_max)
 
     async def _stage_failed(
         self, topic: Topic, stage: str, error: Exception, attempts: int, started: float

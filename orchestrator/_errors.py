@@ -7,6 +7,7 @@ Mistakes of the user are kept apart from failures of a run (as pydantic-ai separ
     ├── ConfigError          a config, topics or agent file is wrong; exit code 2
     └── RunError             something failed while running
         ├── CallError        one model call failed (status code, retryable or not)
+        │   └── CallNotSent  a call not sent because the run was halted (out of quota)
         ├── StageFailed      a stage of one topic's chain gave up
         └── OutputError      a result could not be saved (disk full, no permission)
 
@@ -84,6 +85,10 @@ class CallError(RunError):
         self.retry_after = retry_after
         self.headers: Mapping[str, str] = headers or {}
         super().__init__(message)
+
+
+class CallNotSent(CallError):
+    """A call that was never sent because the run was halted; its topic is skipped."""
 
 
 class StageFailed(RunError):

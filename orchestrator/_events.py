@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 from ._client import ChatResponse
 from ._topics import Topic
 
-ChainStatus = Literal["succeeded", "failed"]
+ChainStatus = Literal["succeeded", "failed", "skipped"]  # skipped: halted before sending
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,9 +50,9 @@ class TokenBucket:
     bucket is full and leaves it in debt, so big requests are slow, never impossible.
     """
 
-    def __init__(self, per_minute: float, *, window: float) -> None:
+    def __init__(self, per_minute: float, *, window: float, start: float = 1.0) -> None:
         self.set_limit(per_minute, window=window)
-        self._level = self.capacity
+        self._level = self.capacity * start  # ``start``: the fraction full at first
         self._checked: float | None = None
         self._lock = asyncio.Lock()  # waiters are served first come, first served
 
@@ -69,6 +69,11 @@ class TokenBucket:
         if self._checked is not None:
             self._level = min(self.capacity, self._level + (now - self._checked) * self.rate)
         self._checked = now
+
+    @property
+    def busy(self) -> bool:
+        """True while a caller waits for tokens (others queue behind it)."""
+        return self._lock.locked()
 
     @property
     def level(self) -> float:
@@ -117,13 +122,16 @@ class ModelLimiter:
         self.configured = limit.rpm is not None or limit.tpm is not None
         self.limit = limit
         self._requests = _request_limiter(limit.rpm, window) if limit.rpm else None
-        self._tokens = TokenBucket(limit.tpm, window=window) if limit.tpm else None
+        # Tokens start half full, like requests (see acquire): a full first burst over fresh
+        # connections drew 2.6% 429s under a TPM limit.
+        self._tokens = TokenBucket(limit.tpm, window=window, start=0.5) if limit.tpm else None
         self._paused_until = 0.0
         self._started = False
         # Learning: until the first answer, one call at a time.
         learning = learn and not self.configured
         self._first_answer: asyncio.Event | None = asyncio.Event() if learning else None
         self._probing = False
+        self._probe_over = asyncio.Event()  # set when the current probe answered or gave up
 
     @property
     def learning(self) -> bool:
@@ -137,60 +145,93 @@ class ModelLimiter:
             return False
         if self._requests is not None and (not self._started or not self._requests.has_capacity()):
             return False  # (the first acquire also takes the half-burst start)
-        return self._tokens is None or self._tokens.level >= min(tokens, self._tokens.capacity)
+        if self._tokens is None:
+            return True
+        return not self._tokens.busy and self._tokens.level >= min(tokens, self._tokens.capacity)
 
     async def acquire(self, tokens: int) -> None:
         """Wait for room for one request of ``tokens`` (estimated prompt + max_tokens)."""
         while self.learning:
             if not self._probing:
                 self._probing = True
+                self._probe_over = asyncio.Event()
                 break
-            assert self._first_answer is not None
-            await self._first_answer.wait()
-        # A loop, not an Event: another 429 may push the pause further while we sleep.
-        while (delay := self._paused_until - _now()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
-        if self._requests is not None:
+            await self._probe_over.wait()  # then: learned, or the next caller probes
+        await self._wait_out_pause()
+        while self._requests is not None:
+            requests = self._requests
             if not self._started:
                 # Start with half a burst: the provider's bucket may not be full (another
                 # client shares it), and a first burst over fresh connections reaches it
                 # bunched up (measured: every remaining 429 of a configured run came there).
                 self._started = True
-                await self._requests.acquire(self._requests.max_rate / 2)
-            await self._requests.acquire()
+                await requests.acquire(requests.max_rate / 2)
+            await requests.acquire()
+            if requests is self._requests:
+                break
+            # A lower limit was adopted while we waited: queue again at the new pace.
         if self._tokens is not None:
             await self._tokens.acquire(tokens)
+        # A 429 may have paused the model while we were queued inside a limiter.
+        await self._wait_out_pause()
 
-    def settle(self, reserved: int, used: int) -> None:
-        """Correct a reservation by the real usage (``used`` 0 for a call that failed)."""
+    async def _wait_out_pause(self) -> None:
+        # A loop, not an Event: another 429 may push the pause further while we sleep.
+        while (delay := self._paused_until - _now()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
+
+    def refund(self, tokens: int) -> None:
+        """Give tokens back (a call the provider refused), or charge more if negative.
+
+        A call that went through stays charged for its ``max_tokens``: providers count
+        prompt + max_tokens when a request arrives and give nothing back for an answer that
+        came out shorter (measured: refunding it paced twice too fast under a TPM limit,
+        84% of calls drew 429s). Only the prompt estimate is corrected by the real usage.
+        """
         if self._tokens is not None:
-            self._tokens.adjust(reserved - used)
+            self._tokens.adjust(tokens)
 
     def pause(self, seconds: float) -> None:
         """Hold back every call to this model for ``seconds`` (after a 429)."""
         self._paused_until = max(self._paused_until, _now() + seconds)
 
-    def answered(self, info: RateLimitInfo | None) -> None:
-        """Take in what a response (or error) said about the limits."""
+    def answered(self, info: RateLimitInfo | None, *, ok: bool) -> None:
+        """Take in what a response (``ok``) or an error said about the limits.
+
+        While learning, the first answer with rate-limit headers sets the limits; a
+        successful answer without any means there are none. A failure without headers (a
+        dropped connection, a bare 500) says nothing: the next call probes again.
+        """
         if info is not None and info.has_limits:
             self._adopt(info)
             if info.remaining_requests == 0 and info.reset_requests:
                 # Time until one more request, at the rate the provider replenishes them.
                 spent = max(1, (info.limit_requests or 1) - info.remaining_requests)
                 self.pause(info.reset_requests / spent)
-        if self._first_answer is not None:
+        if self._first_answer is None or self._first_answer.is_set():
+            return
+        if ok or (info is not None and info.has_limits):
             self._first_answer.set()
+        self._probing = False
+        self._probe_over.set()
+
+    def release_probe(self) -> None:
+        """The probing call ended without an answer (cancelled, or failed before sending):
+        let the next caller probe."""
+        if self.learning:
+            self._probing = False
+            self._probe_over.set()
 
     def _adopt(self, info: RateLimitInfo) -> None:
         rpm, tpm = self.limit.rpm, self.limit.tpm
         if info.limit_requests and (rpm is None or info.limit_requests < rpm):
             rpm = info.limit_requests
             self._requests = _request_limiter(rpm, self.window)
-            self._started = False
+            self._started = False  # the new pace starts with half a burst, not a full one
         if info.limit_tokens and (tpm is None or info.limit_tokens < tpm):
             tpm = info.limit_tokens
             if self._tokens is None:
-                self._tokens = TokenBucket(tpm, window=self.window)
+                self._tokens = TokenBucket(tpm, window=self.window, start=0.5)
             else:
                 self._tokens.set_limit(tpm, window=self.window)
         self.limit = Limit(rpm, tpm)

@@ -191,11 +191,9 @@ class ManifestObserver:
                     record = StageRecord(name=stage, started_at=self._when(at))
                     stages.append(record)
                 self._open_stage[(topic.index, stage)] = record
-            case CallStarted(topic=topic, stage=stage, attempt=attempt):
+            case CallStarted(topic=topic, stage=stage):
                 self._open_stage[(topic.index, stage)].attempts += 1
                 m.totals.calls += 1
-                if attempt > 1:
-                    m.totals.retries = (m.totals.retries or 0) + 1
             case CallFailed(error=error):
                 m.totals.failed_calls += 1
                 if getattr(error, "status", None) == 429 and not is_quota_error(error):
@@ -266,6 +264,8 @@ class ManifestObserver:
         t.skipped = statuses.count("skipped")
         t.pending = t.topics - t.succeeded - t.failed - t.skipped
         stages = [s for r in m.topics for s in r.stages]
+        # Every call of a stage after its first, retry passes included.
+        t.retries = sum(max(0, s.attempts - 1) for s in stages)
         t.recovered = sum(r.status == "succeeded" and r.passes > 1 for r in m.topics)
         t.waits = Waits(
             slot=round(sum(r.waits.slot for r in m.topics), 6),

@@ -42,6 +42,7 @@ class BackoffWait:
     """tenacity ``wait=``: the provider's retry-after when it gave one, else full jitter."""
 
     def __init__(self, policy: RetryPolicy) -> None:
+        self._max = policy.backoff_max
         self._jitter = wait_random_exponential(
             multiplier=policy.backoff_base, max=policy.backoff_max
         )
@@ -49,5 +50,6 @@ class BackoffWait:
     def __call__(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, CallError) and error.retry_after is not None:
-            return error.retry_after
+            # Capped: some gateways ask for an hour; the retry pass can take over instead.
+            return min(error.retry_after, self._max)
         return float(self._jitter(state))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -132,6 +133,18 @@ def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None) -> Limiters:
     for name, value in (("--rpm", rpm), ("--tpm", tpm)):
         if value is not None and value < 1:
             raise ConfigError(f"must be at least 1, got {value}", field=name)
+    used = sorted({stage.model for stage in plan.stages})
+    for model in plan.chain.limits:
+        if model not in used:
+            close = difflib.get_close_matches(model, used, n=1)
+            raise ConfigError(
+                f"no stage uses the model {model!r}, so this limit would do nothing",
+                file=plan.chain_file,
+                field=f"limits.{model}",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"the stages use: {', '.join(used)}",
+            )
     configured = {m: Limit(v.rpm, v.tpm) for m, v in plan.chain.limits.items()}
     if rpm is not None or tpm is not None:
         configured = {m: Limit(rpm or v.rpm, tpm or v.tpm) for m, v in configured.items()}

@@ -932,3 +932,20 @@ def test_a_topic_yaml_reads_as_a_boolean_asks_to_be_quoted(project: Path) -> Non
     assert_at(err, topics, 2, "topics[1]")
     assert err.message == "YAML reads this topic as the boolean True"
     assert err.hint is not None and "quote it" in err.hint
+
+
+def test_a_limit_for_a_model_no_stage_uses_is_an_error_with_a_suggestion(project: Path) -> None:
+    """A typo in `limits:` would otherwise silently leave the real model unlimited."""
+    import asyncio
+
+    import orchestrator
+
+    write(
+        project / "configs" / "chain.yaml",
+        "stages: [research, write, edit]\nlimits:\n  gpt4o-mini: {rpm: 6}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(orchestrator.run("configs/topics.example.yaml"))
+    assert info.value.field == "limits.gpt4o-mini"
+    assert info.value.hint == "did you mean 'gpt-4o-mini'?"
+    assert not (project / "outputs").exists()

@@ -120,7 +120,7 @@ def test_unconfigured_model_sends_one_call_then_adopts_the_headers_limits() -> N
             starts.append(now())
             if i == 0:
                 await asyncio.sleep(0.5)  # the probe call takes 0.5 s to answer
-                limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=1_000_000))
+                limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=1_000_000), ok=True)
 
         await asyncio.gather(*(call(i) for i in range(25)))
         return starts, limiter.limit
@@ -144,7 +144,7 @@ def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answe
             starts.append(now())
             if i == 0:
                 await asyncio.sleep(0.2)
-                limiter.answered(None)
+                limiter.answered(None, ok=True)
 
         await asyncio.gather(*(call(i) for i in range(50)))
         return starts
@@ -156,7 +156,7 @@ def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answe
 def test_configured_limit_gives_way_to_a_lower_provider_limit() -> None:
     async def go() -> Limit:
         limiter = ModelLimiter(Limit(rpm=1200, tpm=500_000), window=1.0)
-        limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=900_000))
+        limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=900_000), ok=True)
         return limiter.limit
 
     assert run_virtual(go()) == Limit(rpm=600, tpm=500_000)
@@ -166,7 +166,8 @@ def test_nothing_remaining_pauses_until_one_request_is_back() -> None:
     async def go() -> float:
         limiter = ModelLimiter(Limit(rpm=1200), window=1.0)
         limiter.answered(
-            RateLimitInfo(limit_requests=1200, remaining_requests=0, reset_requests=60.0)
+            RateLimitInfo(limit_requests=1200, remaining_requests=0, reset_requests=60.0),
+            ok=True,
         )
         start = now()
         await limiter.acquire(0)
@@ -234,3 +235,62 @@ def test_ready_says_whether_acquire_would_wait() -> None:
         return answers
 
     assert run_virtual(go()) == [True, False, False, True, False]
+
+
+def test_a_429_pause_also_holds_callers_already_queued_in_the_limiter() -> None:
+    async def go() -> float:
+        limiter = ModelLimiter(Limit(rpm=60), window=1.0)  # about one call per second
+        await limiter.acquire(0)
+        queued = asyncio.ensure_future(limiter.acquire(0))  # waits for its limiter turn
+        await asyncio.sleep(0.1)
+        limiter.pause(5.0)  # a 429 arrives while it waits
+        await queued
+        return now()
+
+    assert run_virtual(go()) >= 5.1
+
+
+def test_learning_goes_on_after_a_failure_without_headers() -> None:
+    """A dropped first call says nothing about limits: the next call probes again."""
+
+    async def go() -> tuple[bool, bool]:
+        limiter = ModelLimiter(Limit(), window=1.0)
+        await limiter.acquire(0)
+        limiter.answered(None, ok=False)
+        still_learning = limiter.learning
+        await limiter.acquire(0)  # the next probe goes through at once
+        limiter.answered(RateLimitInfo(limit_requests=600), ok=False)  # a 429 with headers
+        return still_learning, limiter.learning
+
+    assert run_virtual(go()) == (True, False)
+
+
+def test_a_cancelled_probe_lets_the_next_caller_probe() -> None:
+    async def go() -> bool:
+        limiter = ModelLimiter(Limit(), window=1.0)
+        await limiter.acquire(0)  # the probe goes...
+        limiter.release_probe()  # ...and never gets an answer
+        await asyncio.wait_for(limiter.acquire(0), 1.0)  # must not wait forever
+        return limiter.learning
+
+    assert run_virtual(go()) is True
+
+
+def test_callers_queued_before_a_lower_limit_is_adopted_follow_the_new_pace() -> None:
+    async def go() -> list[float]:
+        limiter = ModelLimiter(Limit(rpm=1200), window=1.0)
+        starts: list[float] = []
+
+        async def call() -> None:
+            await limiter.acquire(0)
+            starts.append(now())
+
+        tasks = [asyncio.ensure_future(call()) for _ in range(40)]
+        await asyncio.sleep(0.01)
+        limiter.answered(RateLimitInfo(limit_requests=120), ok=True)  # 2 per second
+        await asyncio.gather(*tasks)
+        return starts
+
+    starts = run_virtual(go())
+    # At 1,200 RPM the 40 would be done in about 2 s; at the adopted 120 RPM it takes ~18 s.
+    assert max(starts) > 15

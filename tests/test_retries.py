@@ -197,7 +197,9 @@ async def test_manifest_and_failed_yaml_after_a_run_with_retries(project: Path) 
     t = manifest.totals
     assert (t.succeeded, t.failed, t.recovered) == (2, 1, 1)
     assert t.rate_limited == 1
-    assert t.retries == 2  # Tides after its 429, Glaciers' second attempt in pass 1
+    # Every call of a stage after its first, passes included: Tides once after its 429,
+    # Glaciers' research twice (its second attempt in pass 1, its call in pass 2).
+    assert t.retries == 3
     glacier = next(r for r in manifest.topics if r.topic == "Glaciers")
     assert glacier.passes == 2
     assert [(s.name, s.status, s.attempts) for s in glacier.stages][0] == (
@@ -262,3 +264,118 @@ def test_a_quota_stop_releases_calls_waiting_for_the_limiter(project: Path) -> N
     # The first call waits about 0.5 s (half a burst to start); the nine other chains in
     # flight must not then take their 1-second limiter turns one after another.
     assert elapsed < 1.0, "not nine more seconds of limiter turns"
+
+
+def test_a_finished_call_stays_charged_for_max_tokens(project: Path) -> None:
+    """Providers count prompt + max_tokens and give nothing back for a short answer: only
+    the prompt estimate is corrected by the real usage."""
+    write(
+        project / "agents" / "research.yaml", "model: m1\nmax_tokens: 50\nprompt: 'R {{ topic }}'\n"
+    )
+    write(project / "configs" / "chain.yaml", "stages: [research]\n")
+    plan = load_plan(write(project / "topics.yaml", "- Tides\n"))
+
+    async def go() -> float:
+        limiters = Limiters({"m1": Limit(tpm=60_000)})
+        bucket = limiters.for_model("", "m1")._tokens
+        assert bucket is not None
+        before = bucket.level
+        await Engine(plan.stages, client=FakeClient(), concurrency=1, limiters=limiters).run(
+            plan.topics
+        )
+        return before - bucket.level
+
+    charged = run_virtual(go())
+    assert charged == pytest.approx(50 + 10, abs=1)  # max_tokens + the usage's 10 prompt tokens
+
+
+def test_an_observer_failing_mid_call_stops_the_run_instead_of_failing_the_stage(
+    project: Path,
+) -> None:
+    """Also with a learning limiter: the probe is released, so nothing waits forever."""
+    from orchestrator import OutputError
+
+    plan = plan_for(project, [f"t{i}" for i in range(6)])
+
+    class DiskFullOnFirstCall:
+        async def on_event(self, event: object) -> None:
+            if isinstance(event, CallStarted):
+                raise OutputError("run.json", "No space left on device")
+
+    async def go() -> None:
+        await Engine(
+            plan.stages, client=FakeClient(), concurrency=3, observers=[DiskFullOnFirstCall()]
+        ).run(plan.topics)
+
+    with pytest.raises(OutputError):
+        run_virtual(go(), limit=60)
+
+
+def test_topics_whose_calls_were_not_sent_after_a_quota_stop_are_skipped(project: Path) -> None:
+    plan = plan_for(project, [f"t{i}" for i in range(10)])
+    quota = CallError("HTTP 429", status=429, code="insufficient_quota")
+
+    def handler(request: ChatRequest) -> str:
+        raise quota
+
+    async def go() -> list[str]:
+        results = await Engine(
+            plan.stages,
+            client=FakeClient(handler, delay=0.1),
+            concurrency=5,
+            limiters=Limiters({"m1": Limit(rpm=60)}),
+        ).run(plan.topics)
+        return sorted(r.status for r in results)
+
+    statuses = run_virtual(go())
+    assert statuses.count("failed") == 1, "only the call that got the quota error failed"
+    assert statuses.count("skipped") == 4, "the others in flight were never sent"
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (408, True),
+        (409, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+    ],
+)
+def test_http_statuses_map_to_retryable_or_not(status: int, retryable: bool) -> None:
+    import httpx2
+    import openai
+
+    from orchestrator._client import _status_error
+
+    response = httpx2.Response(
+        status,
+        headers={"retry-after-ms": "120"},
+        request=httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions"),
+    )
+    error = _status_error(openai.APIStatusError("x", response=response, body=None))
+    assert (error.status, error.retryable, error.retry_after) == (status, retryable, 0.12)
+
+
+def test_an_hour_long_retry_after_is_capped(project: Path) -> None:
+    plan = plan_for(project, ["Tides"])
+    slow = CallError(
+        "HTTP 429", status=429, code="rate_limit_exceeded", retryable=True, retry_after=3600
+    )
+    recorder = Recorder()
+    run_virtual(
+        engine(
+            plan,
+            FakeClient(failing(1, slow, where="research")),
+            recorder,
+            retry=RetryPolicy(backoff_max=5),
+        ).run(plan.topics)
+    )
+    backoff = [e.at - e.started for e in recorder.of(Waited) if e.kind == "backoff"]
+    assert backoff == [pytest.approx(5, abs=0.01)]

@@ -88,8 +88,9 @@ def ratelimit_headers(response: httpx2.Response) -> dict[str, str]:
 
 
 async def test_every_200_carries_ratelimit_headers_that_count_down() -> None:
-    """limit = the configured RPM/TPM, remaining in per-minute units falls with each call,
-    reset is the time until the bucket is full again, in OpenAI's duration format."""
+    """limit = the configured RPM/TPM, remaining falls by one per request (and by the cost
+    in tokens), as OpenAI counts it; reset is the time until the bucket is full again, in
+    OpenAI's duration format."""
     clock = FakeClock()
     async with sim(clock, rpm=1200, tpm=60_000) as server, raw(server) as client:
         responses = [await post(client) for _ in range(3)]
@@ -98,10 +99,10 @@ async def test_every_200_carries_ratelimit_headers_that_count_down() -> None:
         # Each bucket holds a second's worth: 20 requests and 1,000 tokens.
         assert ratelimit_headers(response) == {
             "x-ratelimit-limit-requests": "1200",
-            "x-ratelimit-remaining-requests": str(1200 - 60 * i),
+            "x-ratelimit-remaining-requests": str(1200 - i),
             "x-ratelimit-reset-requests": f"{50 * i}ms",
             "x-ratelimit-limit-tokens": "60000",
-            "x-ratelimit-remaining-tokens": str(60_000 - 60 * COST * i),
+            "x-ratelimit-remaining-tokens": str(60_000 - COST * i),
             "x-ratelimit-reset-tokens": f"{COST * i}ms",
         }
 
@@ -160,11 +161,12 @@ async def test_21st_request_in_one_second_at_1200_rpm_is_refused_for_50ms() -> N
     assert refused.status_code == 429
     assert refused.headers["retry-after-ms"] == "50"
     assert refused.headers["retry-after"] == "1"
-    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    # The second's 20 are spent: 1,180 of the minute's 1,200 remain (OpenAI's units).
+    assert refused.headers["x-ratelimit-remaining-requests"] == "1180"
     assert refused.json() == {
         "error": {
             "message": "Rate limit reached for gpt-4o-mini in organization org-simulated on "
-            "requests per min (RPM): Limit 1200, Used 1200, Requested 1. "
+            "requests per min (RPM): Limit 1200, Used 20, Requested 1. "
             "Please try again in 50ms.",
             "type": "requests",
             "param": None,
@@ -194,7 +196,7 @@ async def test_a_request_over_the_remaining_tokens_is_refused_with_type_tokens()
     assert second.headers["retry-after-ms"] == str(wait_ms)
     assert error["message"] == (
         f"Rate limit reached for gpt-4o-mini in organization org-simulated on tokens per min "
-        f"(TPM): Limit {tpm}, Used {tpm - 60 * left}, Requested {COST}. "
+        f"(TPM): Limit {tpm}, Used {COST}, Requested {COST}. "
         f"Please try again in {wait_ms}ms."
     )
 
@@ -208,7 +210,7 @@ async def test_a_request_bigger_than_the_whole_token_bucket_is_slow_not_impossib
         clock.now += COST / 10 + 0.001
         later = await post(client)
     assert big.status_code == 200
-    assert big.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert big.headers["x-ratelimit-remaining-tokens"] == str(600 - COST)
     assert big.headers["x-ratelimit-reset-tokens"] == format_duration(COST / 10)
     assert after.status_code == 429
     assert after.headers["retry-after-ms"] == str(COST * 100)  # (10 + COST - 10) / 10 s
@@ -224,7 +226,7 @@ async def test_limits_are_per_model() -> None:
             await llm.complete(request("gpt-4o-mini"))
         other = await llm.complete(request("gpt-4o"))
     assert info.value.status == 429
-    assert other.headers["x-ratelimit-remaining-requests"] == "0"
+    assert other.headers["x-ratelimit-remaining-requests"] == "59"
     assert other.model == "gpt-4o"
 
 
@@ -263,7 +265,7 @@ async def test_error_responses_carry_openai_bodies_and_the_ratelimit_headers() -
             "code": None,
         }
     }
-    assert response.headers["x-ratelimit-remaining-requests"] == "1140"  # it was admitted
+    assert response.headers["x-ratelimit-remaining-requests"] == "1199"  # it was admitted
 
 
 async def test_a_random_429_asks_for_a_short_wait_in_both_retry_headers() -> None:

@@ -101,8 +101,9 @@ class Bucket:
         self.level -= cost
 
     def remaining(self) -> int:
-        """What is left, in per-minute units as OpenAI reports it (level / capacity × limit)."""
-        return max(0, math.floor(self.level * 60 + _EPSILON))
+        """What is left of the per-minute limit, one unit per request (or token) as OpenAI
+        counts it: the limit less what the one-second bucket is currently short of full."""
+        return max(0, math.floor(self.limit - (self.capacity - self.level) + _EPSILON))
 
     def headers(self) -> dict[str, str]:
         """This bucket's three ``x-ratelimit-*`` headers."""
