@@ -496,3 +496,21 @@ async def test_cli_retry_passes_reaches_the_run(project: Path) -> None:
     manifest = manifest_of(project / "outputs")
     assert manifest.totals.calls == 3
     assert manifest.topics[0].passes == 3
+
+
+async def test_cli_rpm_paces_the_run(project: Path) -> None:
+    """--rpm 600 (about 10 calls a second) makes 30 quick calls wait for the limiter."""
+    code, _, err = await orchestrate(
+        "run",
+        "configs/topics.example.yaml",
+        "-c",
+        "10",
+        "--rpm",
+        "600",
+        cwd=project,
+        env=FAST_SIM,
+    )
+    assert code == 0, err
+    manifest = manifest_of(project / "outputs")
+    assert manifest.totals.waits.limiter > 1.0
+    assert manifest.totals.rate_limited == 0
