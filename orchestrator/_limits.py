@@ -109,17 +109,15 @@ def _request_limiter(rpm: int, window: float) -> AsyncLimiter:
 class ModelLimiter:
     """Requests and tokens for one (endpoint, model), shared by every call to it.
 
-    ``limit`` is what the user configured. With none configured (and ``learn``, unless the
-    limits are known to be none), the limiter *learns*: one
-    call at a time until the first response, then the limits that response's headers state
-    (or no limit, if it states none). With limits configured, it adopts the provider's own
-    limit when that is lower, and a 429 pauses every call to this model, not only the one
-    that got it.
+    ``limit`` is what the user configured. With none configured (and ``learn`` — False when
+    the limits are known to be none), the limiter *learns*: one call at a time until the
+    first answer, then the limits its headers state (or no limit, if it states none). With
+    limits configured, it adopts the provider's own limit when that is lower, and a 429
+    pauses every call to this model, not only the one that got it.
     """
 
     def __init__(self, limit: Limit, *, window: float = 1.0, learn: bool = True) -> None:
         self.window = window
-        self.configured = limit.rpm is not None or limit.tpm is not None
         self.limit = limit
         self._requests = _request_limiter(limit.rpm, window) if limit.rpm else None
         # Tokens start half full, like requests (see acquire): a full first burst over fresh
@@ -128,7 +126,7 @@ class ModelLimiter:
         self._paused_until = 0.0
         self._started = False
         # Learning: until the first answer, one call at a time.
-        learning = learn and not self.configured
+        learning = learn and limit.rpm is None and limit.tpm is None
         self._first_answer: asyncio.Event | None = asyncio.Event() if learning else None
         self._probing = False
         self._probe_over = asyncio.Event()  # set when the current probe answered or gave up

@@ -55,9 +55,8 @@ async def run(
 
     ``rpm``/``tpm`` set the rate limits of every model (over the chain's ``limits:``);
     ``retry_passes`` overrides the chain's. ``client`` replaces the provider (for tests and
-    custom transports); ``sim`` overrides
-    simulated-provider settings like the ``serve-sim`` flags do; ``environ`` defaults to
-    ``os.environ``.
+    custom transports); ``sim`` overrides simulated-provider settings like the ``serve-sim``
+    flags do; ``environ`` defaults to ``os.environ``.
     """
     environ = os.environ if environ is None else environ
     plan = load_plan(topics, chain=chain, limit=limit)
@@ -70,8 +69,8 @@ async def run(
     width = 1 if sequential else (plan.chain.concurrency if concurrency is None else concurrency)
     if width < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
+    workers = min(width, len(plan.topics))
 
-    limiters = _limiters(plan, rpm=rpm, tpm=tpm)
     passes = plan.chain.retry_passes if retry_passes is None else retry_passes
     if passes < 0:
         raise ConfigError(f"must be 0 or more, got {passes}", field="--retry-passes")
@@ -88,10 +87,10 @@ async def run(
                 environ=environ,
                 source=f"{plan.chain_file} simulated:",
             )
-    if sim_settings is not None and sim_settings.rpm is None and sim_settings.tpm is None:
-        # The embedded simulator, started without limits, has none: nothing to learn, so
-        # no first call goes alone to find out.
-        limiters.learn = False
+    # The embedded simulator, started without limits, has none: nothing to learn, so no
+    # first call goes alone to find out.
+    known_unlimited = sim_settings is not None and sim_settings.rpm is sim_settings.tpm is None
+    limiters = _limiters(plan, rpm=rpm, tpm=tpm, learn=not known_unlimited)
     # Everything the user could have got wrong is checked; only now does a run folder appear.
     out = Path(out)
     run_id, run_dir = create_run_dir(out)
@@ -101,7 +100,7 @@ async def run(
             openai_client, endpoint = await stack.enter_async_context(
                 open_client(
                     chosen,
-                    concurrency=min(width, len(plan.topics)),
+                    concurrency=workers,
                     request_timeout=plan.chain.timeout,
                     openai=openai_config,
                     sim_settings=sim_settings,
@@ -118,13 +117,14 @@ async def run(
             run_id=run_id,
             run_dir=run_dir,
             width=width,
+            workers=workers,
             sequential=sequential,
             observers=observers,
             retry_passes=passes,
         )
 
 
-def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None) -> Limiters:
+def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None, learn: bool) -> Limiters:
     """The run's limiters: ``--rpm/--tpm`` for every model, else the chain's ``limits:``.
 
     A stage whose max_tokens alone exceeds its model's whole TPM limit could never be sent:
@@ -161,7 +161,7 @@ def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None) -> Limiters:
                 field=f"limits.{stage.model}.tpm" if tpm is None else "--tpm",
                 hint="raise the TPM limit or lower max_tokens",
             )
-    return Limiters(configured, default=default, window=plan.chain.limit_window)
+    return Limiters(configured, default=default, window=plan.chain.limit_window, learn=learn)
 
 
 async def _execute(
@@ -173,6 +173,7 @@ async def _execute(
     run_id: str,
     run_dir: Path,
     width: int,
+    workers: int,
     sequential: bool,
     observers: Sequence[Observer],
     retry_passes: int,
@@ -187,7 +188,7 @@ async def _execute(
     engine = Engine(
         plan.stages,
         client=client,
-        concurrency=min(width, len(plan.topics)),
+        concurrency=workers,
         observers=[
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
