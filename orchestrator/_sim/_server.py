@@ -2,9 +2,10 @@
 
 It answers ``POST /v1/chat/completions`` and ``GET /v1/models`` like OpenAI does, so a run
 reaches it through the same ``AsyncOpenAI`` code path as a real provider. The text is keyed
-on a hash of the request (same request, same answer); latency is drawn from the settings'
-distribution by a seeded generator, apart from the request, so timing varies like a real
-service while answers stay reproducible.
+on a hash of the request (same request, same answer), and so is its latency, drawn from the
+settings' distribution: timing varies from call to call like a real service's, yet a chain
+takes the same time alone as beside others, so sequential and parallel runs compare like
+for like.
 
 Each chat request then goes through, in order: body validation, the ``insufficient_quota``
 mode, the model's RPM/TPM buckets (``_ratelimit``), one random fault draw (``_faults``),
@@ -82,9 +83,8 @@ class SimServer:
         self.requests_served = 0
         self.in_flight = 0
         self.stats = SimStats()
-        self._latency_rng = random.Random(settings.seed)
-        # A generator of its own, seeded apart from the latency one so the two sequences are
-        # not correlated; requests refused by the limits do not consume draws.
+        # Faults are drawn in arrival order from a generator of their own; requests refused
+        # by the limits do not consume draws.
         self._faults = FaultDraw(settings, random.Random(f"faults:{settings.seed}"))
         self._limits = RateLimiter(rpm=settings.rpm, tpm=settings.tpm, clock=clock)
         self._runner: web.AppRunner | None = None
@@ -243,7 +243,11 @@ class SimServer:
         )
         completion_tokens = estimate_tokens(text)
         s = self.settings
-        latency = max(0.0, self._latency_rng.gauss(s.latency_mean, s.latency_jitter))
+        # Latency belongs to the request, like the answer: the same chain takes the same time
+        # whether it runs alone or beside others, so sequential and parallel runs compare
+        # like for like. ``seed`` shifts the whole draw.
+        draw = random.Random(f"latency:{s.seed}:{seed}")
+        latency = max(0.0, draw.gauss(s.latency_mean, s.latency_jitter))
         latency += s.per_output_token * completion_tokens
         if hang:
             self.stats.hung += 1
