@@ -4,9 +4,11 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
 
     import asyncio, orchestrator
     manifest = asyncio.run(orchestrator.run("configs/topics.example.yaml", concurrency=5))
+    report = asyncio.run(orchestrator.compare("configs/topics.example.yaml", concurrency=5))
 """
 
 from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
+from ._compare import CompareReport, compare
 from ._engine import ChainResult, Engine
 from ._errors import (
     CallError,
@@ -52,6 +54,7 @@ __all__ = [
     "ChatClient",
     "ChatRequest",
     "ChatResponse",
+    "CompareReport",
     "ConfigError",
     "Engine",
     "Event",
@@ -76,6 +79,7 @@ __all__ = [
     "StageStarted",
     "Topic",
     "Waited",
+    "compare",
     "load_plan",
     "run",
 ]

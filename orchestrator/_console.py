@@ -38,7 +38,7 @@ class ProgressPrinter:
 
     async def on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self._total = event.topics
+            self._total, self._done = event.topics, 0
             mode = "sequential" if event.mode == "sequential" else "parallel"
             mode += f", concurrency {event.concurrency}"
             self._print(

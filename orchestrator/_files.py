@@ -38,13 +38,14 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now.astimezone(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def create_run_dir(root: Path) -> tuple[str, Path]:
-    """Make ``root/<run-id>/`` (a fresh id on the rare collision) and return both.
+def create_run_dir(root: Path, *, prefix: str = "") -> tuple[str, Path]:
+    """Make ``root/<prefix><run-id>/`` (a fresh id on the rare collision) and return the
+    folder's name and path; ``compare`` and ``bench`` use prefixes of their own.
 
     An outputs root that cannot be used is the user's to fix: a ConfigError on ``--out``.
     """
     while True:
-        run_id = new_run_id()
+        run_id = prefix + new_run_id()
         run_dir = root / run_id
         try:
             root.mkdir(parents=True, exist_ok=True)

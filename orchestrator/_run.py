@@ -10,10 +10,11 @@ import contextlib
 import difflib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._client import ChatClient
 from ._engine import Engine
@@ -25,8 +26,15 @@ from ._limits import Limit, Limiters
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
 from ._plan import Plan, load_plan
-from ._provider import Endpoint, choose_provider, open_client, openai_settings, redact_url
-from ._sim._settings import resolve_sim_settings
+from ._provider import (
+    Endpoint,
+    OpenAISettings,
+    choose_provider,
+    open_client,
+    openai_settings,
+    redact_url,
+)
+from ._sim._settings import SimSettings, resolve_sim_settings
 
 
 async def run(
@@ -58,6 +66,127 @@ async def run(
     custom transports); ``sim`` overrides simulated-provider settings like the ``serve-sim``
     flags do; ``environ`` defaults to ``os.environ``.
     """
+    setup = prepare(
+        topics,
+        chain=chain,
+        concurrency=concurrency,
+        sequential=sequential,
+        provider=provider,
+        limit=limit,
+        rpm=rpm,
+        tpm=tpm,
+        retry_passes=retry_passes,
+        sim=sim,
+        client=client,
+        environ=environ,
+    )
+    # Everything the user could have got wrong is checked; only now does a run folder appear.
+    out = Path(out)
+    run_id, run_dir = create_run_dir(out)
+    point_latest(out, run_id)
+    return await setup.execute(run_id, run_dir, observers=observers, client=client)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """A run that passed every check: the plan, its width, and the provider to reach.
+
+    ``execute`` may be called more than once (``compare`` runs both modes from one setup);
+    each call gets fresh limiters and, unless a client is passed, a fresh client — and for
+    the simulated provider a fresh server — so one execution never warms up another.
+    """
+
+    plan: Plan
+    width: int
+    sequential: bool
+    retry_passes: int
+    provider: Literal["openai", "simulated", "custom"]
+    openai_config: OpenAISettings | None
+    sim_settings: SimSettings | None
+    rpm: int | None
+    tpm: int | None
+
+    @property
+    def workers(self) -> int:
+        return min(self.width, len(self.plan.topics))
+
+    def with_width(self, width: int, *, sequential: bool = False) -> RunSetup:
+        return replace(self, width=width, sequential=sequential)
+
+    def limiters(self) -> Limiters:
+        # The embedded simulator, started without limits, has none: nothing to learn, so
+        # no first call goes alone to find out.
+        sim = self.sim_settings
+        known_unlimited = sim is not None and sim.rpm is sim.tpm is None
+        return _limiters(self.plan, rpm=self.rpm, tpm=self.tpm, learn=not known_unlimited)
+
+    @asynccontextmanager
+    async def connect(
+        self, client: ChatClient | None = None
+    ) -> AsyncIterator[tuple[ChatClient, Endpoint]]:
+        """The client to call (started for this execution) and what it talks to."""
+        if client is not None:
+            yield client, Endpoint("custom", redact_url(str(getattr(client, "base_url", ""))))
+            return
+        if self.provider == "custom":
+            raise ValueError("this setup was prepared with a client; pass it to execute()")
+        async with open_client(
+            self.provider,
+            concurrency=self.workers,
+            request_timeout=self.plan.chain.timeout,
+            openai=self.openai_config,
+            sim_settings=self.sim_settings,
+        ) as (openai_client, endpoint):
+            yield openai_client, endpoint
+
+    async def execute(
+        self,
+        run_id: str,
+        run_dir: Path,
+        *,
+        observers: Sequence[Observer] = (),
+        client: ChatClient | None = None,
+        write_outputs: bool = True,
+    ) -> RunManifest:
+        """Run every topic once (plus retry passes) into ``run_dir``; return the manifest.
+
+        ``write_outputs=False`` keeps only ``run.json``: no articles, stage files or
+        failed.yaml (``bench`` measures the schedule, not the prose).
+        """
+        async with self.connect(client) as (chat, endpoint):
+            return await _execute(
+                self.plan,
+                client=chat,
+                limiters=self.limiters(),
+                endpoint=endpoint,
+                run_id=run_id,
+                run_dir=run_dir,
+                width=self.width,
+                workers=self.workers,
+                sequential=self.sequential,
+                observers=observers,
+                retry_passes=self.retry_passes,
+                write_outputs=write_outputs,
+            )
+
+
+def prepare(
+    topics: str | Path,
+    *,
+    chain: str | Path | None = None,
+    concurrency: int | None = None,
+    sequential: bool = False,
+    provider: str = "auto",
+    limit: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    retry_passes: int | None = None,
+    sim: Mapping[str, Any] | None = None,
+    client: ChatClient | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunSetup:
+    """Check everything a run needs — config, agents, topics, flags, provider settings —
+    without making a call or creating a folder. Raises ``ConfigError``."""
     environ = os.environ if environ is None else environ
     plan = load_plan(topics, chain=chain, limit=limit)
     if sequential and concurrency not in (None, 1):
@@ -69,12 +198,12 @@ async def run(
     width = 1 if sequential else (plan.chain.concurrency if concurrency is None else concurrency)
     if width < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
-    workers = min(width, len(plan.topics))
 
     passes = plan.chain.retry_passes if retry_passes is None else retry_passes
     if passes < 0:
         raise ConfigError(f"must be 0 or more, got {passes}", field="--retry-passes")
 
+    chosen: Literal["openai", "simulated", "custom"] = "custom"
     openai_config = sim_settings = None
     if client is None:
         chosen = choose_provider(provider, environ)
@@ -87,41 +216,19 @@ async def run(
                 environ=environ,
                 source=f"{plan.chain_file} simulated:",
             )
-    # The embedded simulator, started without limits, has none: nothing to learn, so no
-    # first call goes alone to find out.
-    known_unlimited = sim_settings is not None and sim_settings.rpm is sim_settings.tpm is None
-    limiters = _limiters(plan, rpm=rpm, tpm=tpm, learn=not known_unlimited)
-    # Everything the user could have got wrong is checked; only now does a run folder appear.
-    out = Path(out)
-    run_id, run_dir = create_run_dir(out)
-    point_latest(out, run_id)
-    async with AsyncExitStack() as stack:
-        if client is None:
-            openai_client, endpoint = await stack.enter_async_context(
-                open_client(
-                    chosen,
-                    concurrency=workers,
-                    request_timeout=plan.chain.timeout,
-                    openai=openai_config,
-                    sim_settings=sim_settings,
-                )
-            )
-            client = openai_client
-        else:
-            endpoint = Endpoint("custom", redact_url(str(getattr(client, "base_url", ""))))
-        return await _execute(
-            plan,
-            client=client,
-            limiters=limiters,
-            endpoint=endpoint,
-            run_id=run_id,
-            run_dir=run_dir,
-            width=width,
-            workers=workers,
-            sequential=sequential,
-            observers=observers,
-            retry_passes=passes,
-        )
+    setup = RunSetup(
+        plan=plan,
+        width=width,
+        sequential=sequential,
+        retry_passes=passes,
+        provider=chosen,
+        openai_config=openai_config,
+        sim_settings=sim_settings,
+        rpm=rpm,
+        tpm=tpm,
+    )
+    setup.limiters()  # checks the limits against the stages now, not at the first call
+    return setup
 
 
 def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None, learn: bool) -> Limiters:
@@ -177,6 +284,7 @@ async def _execute(
     sequential: bool,
     observers: Sequence[Observer],
     retry_passes: int,
+    write_outputs: bool = True,
 ) -> RunManifest:
     manifest = ManifestObserver(
         run_dir / "run.json",
@@ -185,16 +293,17 @@ async def _execute(
         chain_file=plan.chain_file,
         output_dir=run_dir,
     )
+    writers: list[Observer] = []
+    if write_outputs:
+        writers = [
+            OutputWriter(run_dir),
+            FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
+        ]
     engine = Engine(
         plan.stages,
         client=client,
         concurrency=workers,
-        observers=[
-            OutputWriter(run_dir),
-            FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
-            manifest,
-            *observers,
-        ],
+        observers=[*writers, manifest, *observers],
         limiters=limiters,
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,

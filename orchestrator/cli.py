@@ -17,6 +17,8 @@ from typing import Any, get_args
 import click
 import structlog
 
+from ._compare import compare as compare_topics
+from ._compare_report import print_comparison
 from ._console import ProgressPrinter, print_summary
 from ._errors import ConfigError, RunError
 from ._events import Event, Observer, RunStarted
@@ -88,14 +90,54 @@ def main(verbose: int) -> None:
     _configure_logging(verbose)
 
 
+def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``run`` and ``compare`` share, declared once."""
+    options = [
+        click.option(
+            "--chain",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Chain file (default: the topics file's `chain:`, ./configs/chain.yaml, "
+            "or the packaged default).",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=Path("outputs"),
+            show_default=True,
+            help="Outputs root: everything goes to a new folder inside it.",
+        ),
+        click.option(
+            "--provider",
+            type=click.Choice(PROVIDER_CHOICES),
+            default="auto",
+            show_default=True,
+            help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
+        ),
+        click.option("--limit", type=click.IntRange(min=1), help="Run only the first N topics."),
+        click.option(
+            "--rpm",
+            type=click.IntRange(min=1),
+            help="Requests per minute allowed for every model (default: the chain's "
+            "`limits:`, else learned from the provider's headers).",
+        ),
+        click.option(
+            "--tpm", type=click.IntRange(min=1), help="Tokens per minute for every model."
+        ),
+        click.option(
+            "--retry-passes",
+            type=click.IntRange(min=0),
+            help="Passes over chains that still failed on transient errors, after all "
+            "others finished (default: the chain's `retry_passes`, 1).",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the results."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("run")
 @click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--chain",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Chain file (default: the topics file's `chain:`, ./configs/chain.yaml, "
-    "or the packaged default).",
-)
 @click.option(
     "-c",
     "--concurrency",
@@ -103,35 +145,7 @@ def main(verbose: int) -> None:
     help="Chains in flight at once (default: the chain file's `concurrency`).",
 )
 @click.option("--sequential", is_flag=True, help="One chain at a time (same code, one worker).")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("outputs"),
-    show_default=True,
-    help="Outputs root: the run goes to OUT/<run-id>/.",
-)
-@click.option(
-    "--provider",
-    type=click.Choice(PROVIDER_CHOICES),
-    default="auto",
-    show_default=True,
-    help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
-)
-@click.option("--limit", type=click.IntRange(min=1), help="Run only the first N topics.")
-@click.option(
-    "--rpm",
-    type=click.IntRange(min=1),
-    help="Requests per minute allowed for every model (default: the chain's "
-    "`limits:`, else learned from the provider's headers).",
-)
-@click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute for every model.")
-@click.option(
-    "--retry-passes",
-    type=click.IntRange(min=0),
-    help="Passes over chains that still failed on transient errors, after all "
-    "others finished (default: the chain's `retry_passes`, 1).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the summary.")
+@_shared_run_options
 def run_command(
     topics: Path,
     chain: Path | None,
@@ -176,6 +190,63 @@ def run_command(
         print_summary(manifest)
         t = manifest.totals
         return EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
+
+    sys.exit(_run_async(go, saved=folder.saved_message))
+
+
+@main.command("compare")
+@click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Chains at once in the parallel run.",
+)
+@_shared_run_options
+def compare_command(
+    topics: Path,
+    concurrency: int,
+    chain: Path | None,
+    out: Path,
+    provider: str,
+    limit: int | None,
+    rpm: int | None,
+    tpm: int | None,
+    retry_passes: int | None,
+    quiet: bool,
+) -> None:
+    """Run TOPICS sequentially, then in parallel, and compare times and outputs.
+
+    Each mode is a separate, complete run (nothing reused between them). Prints a table and
+    writes OUT/compare-<id>/report.md, compare.json and both runs' folders.
+
+    \b
+    Examples:
+      orchestrate compare configs/topics.example.yaml
+      orchestrate compare configs/topics.example.yaml -c 5
+      OPENAI_API_KEY=sk-... orchestrate compare my-topics.yaml -c 4 --limit 8
+    """
+    folder = _RunFolder(out)
+
+    async def go() -> int:
+        observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
+        report = await compare_topics(
+            topics,
+            chain=chain,
+            out=out,
+            concurrency=concurrency,
+            provider=provider,
+            limit=limit,
+            rpm=rpm,
+            tpm=tpm,
+            retry_passes=retry_passes,
+            observers=observers,
+        )
+        print_comparison(report, str(out / report.compare_id / "report.md"))
+        failed = any(m.failed or m.skipped for m in (report.sequential, report.parallel))
+        return EXIT_FAILED if failed else EXIT_OK
 
     sys.exit(_run_async(go, saved=folder.saved_message))
 

@@ -41,7 +41,9 @@ class SimSettings(BaseModel):
     context_window: int = Field(
         128_000, gt=0, description="prompt + max_tokens above this get a 400 error"
     )
-    seed: int = Field(0, description="shifts the per-request latency draws and seeds the fault generator")
+    seed: int = Field(
+        0, description="shifts the per-request latency draws and seeds the fault generator"
+    )
     rpm: int | None = Field(
         None,
         gt=0,
