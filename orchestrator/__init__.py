@@ -7,6 +7,7 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
     report = asyncio.run(orchestrator.compare("configs/topics.example.yaml", concurrency=5))
 """
 
+from ._bench import BenchCell, BenchReport, bench
 from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
 from ._compare import CompareReport, compare
 from ._engine import ChainResult, Engine
@@ -44,6 +45,8 @@ from ._sim._settings import SimSettings
 from ._topics import Topic
 
 __all__ = [
+    "BenchCell",
+    "BenchReport",
     "CallError",
     "CallFailed",
     "CallFinished",
@@ -79,6 +82,7 @@ __all__ = [
     "StageStarted",
     "Topic",
     "Waited",
+    "bench",
     "compare",
     "load_plan",
     "run",

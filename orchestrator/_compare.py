@@ -174,7 +174,6 @@ async def compare(
             f"{compare_id}-{mode}",
             compare_dir / mode,
             observers=[kept, *observers],
-            client=client,
         )
         runs[mode] = manifest, kept.outputs
     report = build_report(

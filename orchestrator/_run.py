@@ -84,7 +84,7 @@ async def run(
     out = Path(out)
     run_id, run_dir = create_run_dir(out)
     point_latest(out, run_id)
-    return await setup.execute(run_id, run_dir, observers=observers, client=client)
+    return await setup.execute(run_id, run_dir, observers=observers)
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ class RunSetup:
     sim_settings: SimSettings | None
     rpm: int | None
     tpm: int | None
+    client: ChatClient | None = None  # given by the caller, instead of a provider
 
     @property
     def workers(self) -> int:
@@ -121,15 +122,13 @@ class RunSetup:
         return _limiters(self.plan, rpm=self.rpm, tpm=self.tpm, learn=not known_unlimited)
 
     @asynccontextmanager
-    async def connect(
-        self, client: ChatClient | None = None
-    ) -> AsyncIterator[tuple[ChatClient, Endpoint]]:
+    async def connect(self) -> AsyncIterator[tuple[ChatClient, Endpoint]]:
         """The client to call (started for this execution) and what it talks to."""
-        if client is not None:
-            yield client, Endpoint("custom", redact_url(str(getattr(client, "base_url", ""))))
+        if self.client is not None:
+            url = redact_url(str(getattr(self.client, "base_url", "")))
+            yield self.client, Endpoint("custom", url)
             return
-        if self.provider == "custom":
-            raise ValueError("this setup was prepared with a client; pass it to execute()")
+        assert self.provider != "custom"
         async with open_client(
             self.provider,
             concurrency=self.workers,
@@ -145,7 +144,6 @@ class RunSetup:
         run_dir: Path,
         *,
         observers: Sequence[Observer] = (),
-        client: ChatClient | None = None,
         write_outputs: bool = True,
     ) -> RunManifest:
         """Run every topic once (plus retry passes) into ``run_dir``; return the manifest.
@@ -153,7 +151,7 @@ class RunSetup:
         ``write_outputs=False`` keeps only ``run.json``: no articles, stage files or
         failed.yaml (``bench`` measures the schedule, not the prose).
         """
-        async with self.connect(client) as (chat, endpoint):
+        async with self.connect() as (chat, endpoint):
             return await _execute(
                 self.plan,
                 client=chat,
@@ -226,6 +224,7 @@ def prepare(
         sim_settings=sim_settings,
         rpm=rpm,
         tpm=tpm,
+        client=client,
     )
     setup.limiters()  # checks the limits against the stages now, not at the first call
     return setup

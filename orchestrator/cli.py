@@ -17,6 +17,9 @@ from typing import Any, get_args
 import click
 import structlog
 
+from ._bench import BenchCell, BenchReport
+from ._bench import bench as run_bench
+from ._bench_report import print_bench
 from ._compare import compare as compare_topics
 from ._compare_report import print_comparison
 from ._console import ProgressPrinter, print_summary
@@ -249,6 +252,161 @@ def compare_command(
         return EXIT_FAILED if failed else EXIT_OK
 
     sys.exit(_run_async(go, saved=folder.saved_message))
+
+
+class _IntList(click.ParamType):  # type: ignore[type-arg]
+    """``10,50,100`` → ``[10, 50, 100]``, each at least 1."""
+
+    name = "N,N,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = [int(part) for part in str(value).split(",") if part.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of whole numbers", param, ctx)
+        if not numbers or min(numbers) < 1:
+            self.fail(f"{value!r}: every number must be at least 1", param, ctx)
+        return numbers
+
+
+@main.command("bench")
+@click.option(
+    "--sizes",
+    type=_IntList(),
+    default="10,50,100",
+    show_default=True,
+    help="Batch sizes (topics per run).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=_IntList(),
+    default="1,5,10,25",
+    show_default=True,
+    help="Concurrency levels to try for every batch size.",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Simulated seconds per call [default: 10].",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(min=0),
+    help="Standard deviation of that latency, simulated seconds [default: 0].",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Real seconds per simulated second [default: whatever makes the sweep take "
+    "about --target seconds].",
+)
+@click.option(
+    "--target",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Real seconds the whole simulated sweep should take, in theory.",
+)
+@click.option(
+    "--topics",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Topics file to draw from (needs as many as the largest size) [default: generated].",
+)
+@click.option(
+    "--chain",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Chain file (default: ./configs/chain.yaml or the packaged default).",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
+)
+@click.option(
+    "--rpm", type=click.IntRange(min=1), help="Requests per minute for every model (as in run)."
+)
+@click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute for every model.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("outputs"),
+    show_default=True,
+    help="Outputs root: the sweep goes to OUT/bench-<id>/.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No line per run; only the results.")
+def bench_command(
+    sizes: list[int],
+    concurrency: list[int],
+    latency: float | None,
+    jitter: float | None,
+    time_scale: float | None,
+    target: float,
+    topics: Path | None,
+    chain: Path | None,
+    provider: str,
+    rpm: int | None,
+    tpm: int | None,
+    out: Path,
+    quiet: bool,
+) -> None:
+    """Time a sweep of batch sizes × concurrency against the theory, with a plot.
+
+    On the simulated provider every call takes --latency simulated seconds, so each run's
+    theoretical time is ceil(topics / concurrency) × chain time. Writes OUT/bench-<id>/
+    with bench.md, bench.svg, bench.csv and bench.json.
+
+    \b
+    Examples:
+      orchestrate bench
+      orchestrate bench --sizes 10,20 -c 1,2,4,8 --target 30
+      orchestrate bench --latency 2 --jitter 0.5 --time-scale 0.05
+      OPENAI_API_KEY=sk-... orchestrate bench --sizes 4 -c 1,4   # real calls: it costs
+    """
+    total = len(set(sizes)) * len(set(concurrency))
+
+    def progress(cell: BenchCell, report: BenchReport) -> None:
+        if quiet:
+            return
+        done = len(report.cells)
+        if done == 1:
+            click.echo(
+                f"{report.bench_id}: {total} runs on the {report.provider} provider "
+                f"at {report.endpoint}",
+                err=True,
+            )
+        unit = "simulated s" if report.latency_s is not None else "s"
+        click.echo(
+            f"[{done:>{len(str(total))}}/{total}] {cell.topics} topics, -c {cell.concurrency}: "
+            f"{cell.measured_s:,.1f} {unit} (theory {cell.theoretical_s:,.1f}, "
+            f"{cell.deviation_pct:+.1f}%) in {cell.real_s:.2f} s",
+            err=True,
+        )
+
+    async def go() -> int:
+        report = await run_bench(
+            sizes=sizes,
+            concurrency=concurrency,
+            latency=latency,
+            jitter=jitter,
+            time_scale=time_scale,
+            target_s=target,
+            chain=chain,
+            topics=topics,
+            provider=provider,
+            rpm=rpm,
+            tpm=tpm,
+            out=out,
+            on_cell=progress,
+        )
+        print_bench(report, str(out / report.bench_id))
+        return EXIT_FAILED if any(c.failed for c in report.cells) else EXIT_OK
+
+    sys.exit(_run_async(go, saved=lambda: f"finished runs are saved in {out}/bench-*/"))
 
 
 def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:

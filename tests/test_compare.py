@@ -92,9 +92,7 @@ def test_report_numbers_on_a_virtual_clock(project: Path) -> None:
     assert report.efficiency == pytest.approx((15 / 9) / 2, abs=0.001)
     assert [t.sequential_s for t in report.per_topic] == pytest.approx([3, 3, 3, 6], abs=0.01)
     # In parallel, the third and fourth topics wait one 3 s chain for a slot.
-    assert [t.parallel_queued_s for t in report.per_topic] == pytest.approx(
-        [0, 0, 3, 3], abs=0.01
-    )
+    assert [t.parallel_queued_s for t in report.per_topic] == pytest.approx([0, 0, 3, 3], abs=0.01)
     assert report.sequential.calls == report.parallel.calls == 12
     assert report.outputs.identical == report.outputs.compared == 4
     assert report.outputs.answer.startswith("No: all 4 final outputs are identical")

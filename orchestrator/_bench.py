@@ -1,0 +1,293 @@
+"""``bench()``: a sweep of batch sizes × concurrency, each cell timed next to its theory.
+
+On the simulated provider every call takes exactly ``latency`` simulated seconds (no
+jitter by default), so a cell's theoretical time is ``ceil(topics / concurrency) × chain
+time`` and any gap is the tool's own overhead. Time is scaled so the whole default sweep
+takes about two minutes; results are reported in simulated seconds. Each cell is a
+complete run of its own (fresh client and server, no reuse), keeping only its ``run.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ._bench_report import render_csv, render_markdown, render_svg
+from ._client import ChatClient
+from ._errors import ConfigError
+from ._events import Observer
+from ._files import atomic_write_text, create_run_dir
+from ._run import RunSetup, prepare
+from ._topics import load_topics
+
+SCHEMA_VERSION = 1
+DEFAULT_SIZES = (10, 50, 100)
+DEFAULT_CONCURRENCY = (1, 5, 10, 25)
+DEFAULT_LATENCY = 10.0
+DEFAULT_TARGET_S = 120.0
+
+
+class BenchCell(BaseModel):
+    """One (batch size, concurrency) run. Times are in simulated seconds unless ``_real``."""
+
+    topics: int
+    concurrency: int
+    measured_s: float
+    theoretical_s: float
+    deviation_pct: float = Field(description="(measured / theoretical - 1) × 100")
+    chain_time_s: float = Field(description="the chain time the theory used")
+    real_s: float = Field(description="the cell's wall time in real seconds")
+    calls: int
+    failed: int
+    run_json: str = Field(description="the cell's run.json, relative to the bench folder")
+
+
+class BenchReport(BaseModel):
+    """Everything ``orchestrate bench`` measured, as written to ``bench.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    bench_id: str
+    created_at: datetime
+    provider: str
+    endpoint: str
+    chain_file: str
+    stages: list[str]
+    sizes: list[int]
+    concurrency: list[int]
+    latency_s: float | None = Field(description="simulated seconds per call; null: real")
+    jitter_s: float | None
+    time_scale: float = Field(description="real seconds per simulated second")
+    theory: str
+    cells: list[BenchCell] = Field(default_factory=list)
+
+    @property
+    def worst_deviation_pct(self) -> float | None:
+        return max((abs(c.deviation_pct) for c in self.cells), default=None)
+
+
+CellDone = Callable[[BenchCell, BenchReport], Awaitable[None] | None]
+
+
+async def bench(
+    *,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    latency: float | None = None,
+    jitter: float | None = None,
+    time_scale: float | None = None,
+    target_s: float = DEFAULT_TARGET_S,
+    chain: str | Path | None = None,
+    topics: str | Path | None = None,
+    provider: str = "auto",
+    rpm: int | None = None,
+    tpm: int | None = None,
+    out: str | Path = "outputs",
+    observers: Sequence[Observer] = (),
+    on_cell: CellDone | None = None,
+    client: ChatClient | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BenchReport:
+    """Run the sweep and return its report; writes ``<out>/bench-<id>/`` with ``bench.md``,
+    ``bench.svg``, ``bench.csv``, ``bench.json`` and each cell's ``run.json``.
+
+    ``latency``/``jitter`` (simulated seconds per call, default 10 and 0) and
+    ``time_scale`` (default: whatever makes the sweep's theory last ``target_s`` real
+    seconds) apply to the simulated provider only; with a real one the theory uses each
+    cell's median measured chain time. ``rpm``/``tpm`` limit every model as in ``run()``
+    (the theory does not account for them). ``topics`` supplies the topics (it needs as many as
+    the largest size); by default they are generated. ``on_cell`` hears each finished cell.
+    """
+    _check_sweep(sizes, concurrency, latency, jitter, time_scale, target_s)
+    sizes, concurrency = sorted(set(sizes)), sorted(set(concurrency))
+    root = Path(out)
+    with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
+        generated = Path(tmp) / "topics.yaml"
+        if topics is None:
+            generated.write_text(_generated_topics(max(sizes)), encoding="utf-8")
+        else:
+            _check_topic_count(Path(topics), max(sizes))
+        # Every check runs before the bench folder appears: one probe of the whole plan.
+        probe = prepare(
+            generated if topics is None else topics,
+            chain=chain,
+            provider=provider,
+            limit=1,
+            rpm=rpm,
+            tpm=tpm,
+            client=client,
+            environ=environ,
+        )
+        simulated = probe.provider == "simulated"
+        if not simulated and (latency, jitter, time_scale) != (None, None, None):
+            raise ConfigError(
+                f"applies to the simulated provider only; this bench runs on {probe.provider}",
+                field="--latency/--jitter/--time-scale",
+                hint="drop those flags, or pass --provider simulated",
+            )
+        bench_id, bench_dir = create_run_dir(root, prefix="bench-")
+        topics_path = Path(topics) if topics is not None else bench_dir / "topics.yaml"
+        if topics is None:
+            shutil.copyfile(generated, topics_path)
+    stages = len(probe.plan.stages)
+    latency = DEFAULT_LATENCY if latency is None else latency
+    chain_time = stages * latency
+    if time_scale is None:
+        theory_total = sum(-(-n // c) * chain_time for n in sizes for c in concurrency)
+        time_scale = target_s / theory_total if simulated else 1.0
+    sim = (
+        {
+            "latency_mean": latency,
+            "latency_jitter": 0.0 if jitter is None else jitter,
+            "per_output_token": 0.0,
+            "time_scale": time_scale,
+        }
+        if simulated
+        else None
+    )
+    report = BenchReport(
+        bench_id=bench_id,
+        created_at=datetime.now().astimezone(),
+        provider=probe.provider,
+        endpoint="",
+        chain_file=str(probe.plan.chain_file),
+        stages=[s.name for s in probe.plan.stages],
+        sizes=list(sizes),
+        concurrency=list(concurrency),
+        latency_s=latency if simulated else None,
+        jitter_s=(0.0 if jitter is None else jitter) if simulated else None,
+        time_scale=time_scale,
+        theory=(
+            f"ceil(topics ÷ concurrency) × chain time ({stages} stages × {latency:g} s "
+            f"= {chain_time:g} s)"
+            if simulated
+            else "ceil(topics ÷ concurrency) × the cell's median chain time"
+        ),
+    )
+    for n in sizes:
+        for c in concurrency:
+            setup = prepare(
+                topics_path,
+                chain=chain,
+                concurrency=c,
+                provider=provider,
+                limit=n,
+                rpm=rpm,
+                tpm=tpm,
+                sim=sim,
+                client=client,
+                environ=environ,
+            )
+            cell, endpoint = await _run_cell(
+                setup, bench_dir, n, c, time_scale, chain_time, simulated, observers
+            )
+            report.cells.append(cell)
+            report.endpoint = report.endpoint or endpoint
+            if on_cell is not None:
+                done = on_cell(cell, report)
+                if done is not None:
+                    await done
+            _write(bench_dir, report)  # partial results survive an interrupted sweep
+    return report
+
+
+async def _run_cell(
+    setup: RunSetup,
+    bench_dir: Path,
+    n: int,
+    c: int,
+    time_scale: float,
+    chain_time: float,
+    simulated: bool,
+    observers: Sequence[Observer],
+) -> tuple[BenchCell, str]:
+    name = f"n{n}-c{c}"
+    manifest = await setup.execute(
+        f"{bench_dir.name}-{name}",
+        bench_dir / "cells" / name,
+        observers=observers,
+        write_outputs=False,
+    )
+    real = manifest.wall_time_s or 0.0
+    measured = real / time_scale
+    if not simulated:
+        chains = [t.latency_s for t in manifest.topics if t.latency_s is not None]
+        chain_time = statistics.median(chains) if chains else 0.0
+    theoretical = -(-n // c) * chain_time
+    cell = BenchCell(
+        topics=n,
+        concurrency=c,
+        measured_s=round(measured, 3),
+        theoretical_s=round(theoretical, 3),
+        deviation_pct=round(100 * (measured / theoretical - 1), 2) if theoretical else 0.0,
+        chain_time_s=round(chain_time, 3),
+        real_s=round(real, 3),
+        calls=manifest.totals.calls,
+        failed=manifest.totals.failed,
+        run_json=f"cells/{name}/run.json",
+    )
+    return cell, manifest.endpoint
+
+
+def _write(bench_dir: Path, report: BenchReport) -> None:
+    atomic_write_text(bench_dir / "bench.json", report.model_dump_json(indent=2) + "\n")
+    atomic_write_text(bench_dir / "bench.csv", render_csv(report))
+    svg = render_svg(report)
+    if svg is not None:
+        atomic_write_text(bench_dir / "bench.svg", svg)
+    atomic_write_text(bench_dir / "bench.md", render_markdown(report))
+
+
+def _check_sweep(
+    sizes: Sequence[int],
+    concurrency: Sequence[int],
+    latency: float | None,
+    jitter: float | None,
+    time_scale: float | None,
+    target_s: float,
+) -> None:
+    def refuse(field: str, message: str, hint: str) -> None:
+        raise ConfigError(message, field=field, hint=hint)
+
+    if not sizes or any(n < 1 for n in sizes):
+        refuse("--sizes", f"every batch size must be at least 1, got {list(sizes)}", "e.g. 10,50")
+    if not concurrency or any(c < 1 for c in concurrency):
+        refuse(
+            "--concurrency",
+            f"every concurrency must be at least 1, got {list(concurrency)}",
+            "e.g. 1,5,10",
+        )
+    if latency is not None and latency <= 0:
+        refuse("--latency", f"must be above 0, got {latency}", "the theory divides by it")
+    if jitter is not None and jitter < 0:
+        refuse("--jitter", f"must be 0 or more, got {jitter}", "0 makes every call equal")
+    if time_scale is not None and time_scale <= 0:
+        refuse("--time-scale", f"must be above 0, got {time_scale}", "0.01 is 100× faster")
+    if target_s <= 0:
+        refuse("--target", f"must be above 0 seconds, got {target_s}", "the default is 120")
+
+
+def _check_topic_count(path: Path, needed: int) -> None:
+    have = len(load_topics(path).topics)
+    if have < needed:
+        raise ConfigError(
+            f"has {have} topics; the largest batch size needs {needed}",
+            file=path,
+            hint="add topics, lower --sizes, or leave out --topics to generate them",
+        )
+
+
+def _generated_topics(count: int) -> str:
+    lines = [
+        "# Generated by `orchestrate bench`: one topic per chain in the largest batch.",
+        "topics:",
+    ]
+    lines += [
+        f'  - "Benchmark topic {i:04d}: the history of item {i}"' for i in range(1, count + 1)
+    ]
+    return "\n".join(lines) + "\n"
