@@ -24,6 +24,7 @@ from ._errors import ConfigError
 from ._events import Observer
 from ._files import atomic_write_text, create_run_dir
 from ._run import RunSetup, prepare
+from ._schedule import rounds
 from ._topics import load_topics
 
 SCHEMA_VERSION = 1
@@ -31,6 +32,16 @@ DEFAULT_SIZES = (10, 50, 100)
 DEFAULT_CONCURRENCY = (1, 5, 10, 25)
 DEFAULT_LATENCY = 10.0
 DEFAULT_TARGET_S = 120.0
+
+# A scaled call must still last long enough for the tool's own work to stay small beside
+# it. That work does not scale with simulated time: about a millisecond of CPU per call,
+# queued when many calls are answered together, plus opening a connection per chain in
+# flight when a run starts. So, by default, each run gets a time scale of its own, giving
+# every call at least FLOOR_BASE + FLOOR_PER_CHAIN × concurrency real seconds, and calls in
+# the cheap low-concurrency runs share what is left of the target. Results are reported
+# in simulated seconds, which the scale does not change.
+FLOOR_BASE_S = 0.12
+FLOOR_PER_CHAIN_S = 0.06
 
 
 class BenchCell(BaseModel):
@@ -43,6 +54,7 @@ class BenchCell(BaseModel):
     deviation_pct: float = Field(description="(measured / theoretical - 1) × 100")
     chain_time_s: float = Field(description="the chain time the theory used")
     real_s: float = Field(description="the cell's wall time in real seconds")
+    time_scale: float = Field(description="this run's real seconds per simulated second")
     calls: int
     failed: int
     run_json: str = Field(description="the cell's run.json, relative to the bench folder")
@@ -62,7 +74,10 @@ class BenchReport(BaseModel):
     concurrency: list[int]
     latency_s: float | None = Field(description="simulated seconds per call; null: real")
     jitter_s: float | None
-    time_scale: float = Field(description="real seconds per simulated second")
+    time_scale: float | None = Field(
+        description="real seconds per simulated second, when one was given for every run"
+    )
+    scaling: str = Field(description="how simulated time was mapped to real time")
     theory: str
     cells: list[BenchCell] = Field(default_factory=list)
 
@@ -137,19 +152,15 @@ async def bench(
     stages = len(probe.plan.stages)
     latency = DEFAULT_LATENCY if latency is None else latency
     chain_time = stages * latency
-    if time_scale is None:
-        theory_total = sum(-(-n // c) * chain_time for n in sizes for c in concurrency)
-        time_scale = target_s / theory_total if simulated else 1.0
-    sim = (
-        {
-            "latency_mean": latency,
-            "latency_jitter": 0.0 if jitter is None else jitter,
-            "per_output_token": 0.0,
-            "time_scale": time_scale,
-        }
-        if simulated
-        else None
-    )
+    cells = [(n, c) for n in sizes for c in concurrency]
+    if not simulated:
+        scales = dict.fromkeys(cells, 1.0)
+    elif time_scale is not None:
+        scales = dict.fromkeys(cells, time_scale)
+    else:
+        scales = time_scales(cells, stages=stages, latency=latency, target_s=target_s)
+    jitter = (0.0 if jitter is None else jitter) if simulated else None
+
     report = BenchReport(
         bench_id=bench_id,
         created_at=datetime.now().astimezone(),
@@ -160,8 +171,18 @@ async def bench(
         sizes=list(sizes),
         concurrency=list(concurrency),
         latency_s=latency if simulated else None,
-        jitter_s=(0.0 if jitter is None else jitter) if simulated else None,
-        time_scale=time_scale,
+        jitter_s=jitter,
+        time_scale=time_scale if simulated else 1.0,
+        scaling=(
+            "real time"
+            if not simulated
+            else f"one simulated second lasting {time_scale:.4g} real seconds"
+            if time_scale is not None
+            else f"time-scaled per run so each call lasts at least {FLOOR_BASE_S:g} + "
+            f"{FLOOR_PER_CHAIN_S:g} × concurrency real seconds "
+            f"(the {min(scales.values()):.4g}–{max(scales.values()):.4g} real seconds per "
+            "simulated second of each run are in bench.csv)"
+        ),
         theory=(
             f"ceil(topics ÷ concurrency) × chain time ({stages} stages × {latency:g} s "
             f"= {chain_time:g} s)"
@@ -169,30 +190,39 @@ async def bench(
             else "ceil(topics ÷ concurrency) × the cell's median chain time"
         ),
     )
-    for n in sizes:
-        for c in concurrency:
-            setup = prepare(
-                topics_path,
-                chain=chain,
-                concurrency=c,
-                provider=provider,
-                limit=n,
-                rpm=rpm,
-                tpm=tpm,
-                sim=sim,
-                client=client,
-                environ=environ,
-            )
-            cell, endpoint = await _run_cell(
-                setup, bench_dir, n, c, time_scale, chain_time, simulated, observers
-            )
-            report.cells.append(cell)
-            report.endpoint = report.endpoint or endpoint
-            if on_cell is not None:
-                done = on_cell(cell, report)
-                if done is not None:
-                    await done
-            _write(bench_dir, report)  # partial results survive an interrupted sweep
+    for n, c in cells:
+        sim = (
+            {
+                "latency_mean": latency,
+                "latency_jitter": jitter,
+                "per_output_token": 0.0,
+                "time_scale": scales[n, c],
+            }
+            if simulated
+            else None
+        )
+        setup = prepare(
+            topics_path,
+            chain=chain,
+            concurrency=c,
+            provider=provider,
+            limit=n,
+            rpm=rpm,
+            tpm=tpm,
+            sim=sim,
+            client=client,
+            environ=environ,
+        )
+        cell, endpoint = await _run_cell(
+            setup, bench_dir, n, c, scales[n, c], chain_time, simulated, observers
+        )
+        report.cells.append(cell)
+        report.endpoint = report.endpoint or endpoint
+        if on_cell is not None:
+            done = on_cell(cell, report)
+            if done is not None:
+                await done
+        _write(bench_dir, report)  # partial results survive an interrupted sweep
     return report
 
 
@@ -227,11 +257,30 @@ async def _run_cell(
         deviation_pct=round(100 * (measured / theoretical - 1), 2) if theoretical else 0.0,
         chain_time_s=round(chain_time, 3),
         real_s=round(real, 3),
+        time_scale=round(time_scale, 6),
         calls=manifest.totals.calls,
         failed=manifest.totals.failed,
         run_json=f"cells/{name}/run.json",
     )
     return cell, manifest.endpoint
+
+
+def time_scales(
+    cells: Sequence[tuple[int, int]], *, stages: int, latency: float, target_s: float
+) -> dict[tuple[int, int], float]:
+    """A time scale per (topics, concurrency) run: each call at least its floor of real
+    seconds, and the sweep's theory as close to ``target_s`` as the floors allow."""
+    floors = {(n, c): (FLOOR_BASE_S + FLOOR_PER_CHAIN_S * c) / latency for n, c in cells}
+
+    def total(base: float) -> float:
+        return sum(rounds(n, c) * stages * latency * max(base, floors[n, c]) for n, c in cells)
+
+    lo, hi = 0.0, target_s / (stages * latency)  # at `hi` one round alone lasts target_s
+    if total(lo) < target_s:
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if total(mid) < target_s else (lo, mid)
+    return {cell: max(lo, floors[cell]) for cell in cells}
 
 
 def _write(bench_dir: Path, report: BenchReport) -> None:

@@ -23,6 +23,7 @@ CSV_FIELDS = (
     "deviation_pct",
     "chain_time_s",
     "real_s",
+    "time_scale",
     "calls",
     "failed",
 )
@@ -70,7 +71,7 @@ def describe(r: BenchReport) -> str:
         calls = (
             f"every call takes {r.latency_s:g} simulated seconds"
             + (f" (± {r.jitter_s:g} s jitter)" if r.jitter_s else ", no jitter")
-            + f", one simulated second lasting {r.time_scale:.4g} real seconds"
+            + f", {r.scaling}"
         )
     else:
         calls = "calls take whatever the provider takes; times are real seconds"
@@ -156,7 +157,7 @@ def render_svg(r: BenchReport) -> str | None:
         return None
     return line_chart_svg(
         series,
-        title="Time vs concurrency per batch size: measured (solid) and theoretical (dashed)",
+        title="Time vs concurrency per batch size",
         x_label="concurrency (chains at once)",
         y_label=f"wall time ({_unit(r)} s)",
         log_x=True,

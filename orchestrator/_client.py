@@ -145,7 +145,7 @@ class OpenAIChatClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             model=completion.model or request.model,
-            headers=dict(raw.headers),
+            headers=_plain_headers(raw.headers),
             usage_estimated=usage is None,
         )
 
@@ -160,7 +160,7 @@ def _status_error(exc: openai.APIStatusError) -> CallError:
             message = err["message"]
     code = exc.code if isinstance(exc.code, str) else None
     label = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
-    headers = dict(exc.response.headers)
+    headers = _plain_headers(exc.response.headers)
     return CallError(
         f"{label}: {message}",
         status=exc.status_code,
@@ -169,3 +169,9 @@ def _status_error(exc: openai.APIStatusError) -> CallError:
         retry_after=retry_after(headers),
         headers=headers,
     )
+
+
+def _plain_headers(headers: httpx2.Headers) -> dict[str, str]:
+    """The same dict as ``dict(headers)``, in one pass: ``dict()`` looks every key up again,
+    and each lookup decodes and scans the whole header list."""
+    return dict(headers.items())

@@ -12,6 +12,7 @@ import pytest
 
 import orchestrator
 from orchestrator import BenchReport, ConfigError
+from orchestrator._bench import time_scales
 
 from .conftest import write
 from .fakes import FakeClient, fail_when
@@ -141,12 +142,42 @@ async def test_bench_command_end_to_end(project: Path) -> None:
     [folder] = (project / "outputs").glob("bench-*")
     data = json.loads((folder / "bench.json").read_text())
     assert data["latency_s"] == 5.0
-    # Theory: (2 + 1 + 4 + 1) rounds × 15 s = 120 simulated s in 2 real s.
-    assert data["time_scale"] == pytest.approx(2 / 120)
+    assert data["time_scale"] is None  # scaled per run
+    # The floors alone (0.12 + 0.06 × c real seconds per call) exceed a 2 s target.
+    scales = [c["time_scale"] for c in data["cells"]]
+    assert scales == pytest.approx([0.18 / 5, 0.36 / 5, 0.18 / 5, 0.36 / 5])
     assert [c["theoretical_s"] for c in data["cells"]] == [30.0, 15.0, 60.0, 15.0]
     for cell in data["cells"]:
         # Loose: CI machines are noisy. benchmarks/ measures the real accuracy.
-        assert 0.95 < cell["measured_s"] / cell["theoretical_s"] < 1.6
+        assert 0.97 < cell["measured_s"] / cell["theoretical_s"] < 1.5
+        assert cell["real_s"] == pytest.approx(cell["measured_s"] * cell["time_scale"], rel=0.01)
+
+
+def test_time_scales_share_the_target_above_each_runs_floor() -> None:
+    """Cheap runs share the target; a run whose floor is higher keeps its floor."""
+    cells = [(10, 1), (10, 10)]
+    scales = time_scales(cells, stages=3, latency=10.0, target_s=20.0)
+    floor_1, floor_10 = 0.18 / 10, 0.72 / 10
+    assert scales[10, 10] == pytest.approx(floor_10)
+    # 10 rounds × 30 s × base + 1 round × 30 s × floor_10 = 20 s
+    assert scales[10, 1] == pytest.approx((20 - 30 * floor_10) / 300, rel=1e-6)
+    assert scales[10, 1] > floor_1
+    # A target below what the floors need: every run at its floor, no less.
+    tight = time_scales(cells, stages=3, latency=10.0, target_s=1.0)
+    assert tight == {(10, 1): pytest.approx(floor_1), (10, 10): pytest.approx(floor_10)}
+
+
+async def test_a_fixed_time_scale_applies_to_every_run(project: Path) -> None:
+    """--time-scale: one scale for all runs, on the real simulated provider."""
+    report = await orchestrator.bench(
+        sizes=[2], concurrency=[1, 2], latency=1.0, time_scale=0.02, out=project / "o"
+    )
+    assert report.provider == "simulated"
+    assert report.time_scale == 0.02
+    assert "one simulated second lasting 0.02 real seconds" in report.scaling
+    assert [c.time_scale for c in report.cells] == [0.02, 0.02]
+    assert [c.theoretical_s for c in report.cells] == [6.0, 3.0]
+    assert all(c.failed == 0 and c.calls == 6 for c in report.cells)
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,9 @@ from orchestrator._tokens import CHARS_PER_TOKEN, estimate_tokens
 
 _TOPIC_RE = re.compile(r"^[ \t]*Topic:[ \t]*(\S[^\n]*?)[ \t]*$", re.M)
 _AUDIENCE_RE = re.compile(r"^[ \t]*Audience:[ \t]*(\S[^\n]*?)[ \t]*$", re.M)
-_RESEARCH_RE = re.compile(r"Research brief[^\n]*?:[ \t]*\n?[ \t]*<<<(.*?)>>>", re.S)
-_DRAFT_RE = re.compile(r"Draft:[ \t]*\n?[ \t]*<<<(.*?)>>>", re.S)
+# Where a quoted block opens; ``_block`` finds where it closes.
+_RESEARCH_RE = re.compile(r"Research brief[^\n]*?:[ \t]*\n?[ \t]*<<<")
+_DRAFT_RE = re.compile(r"Draft:[ \t]*\n?[ \t]*<<<")
 _BULLET_RE = re.compile(r"^[ \t]*[-*+][ \t]+(.+?)[ \t]*$", re.M)
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _MARKUP_RE = re.compile(r"\*\*|__|`")
@@ -310,11 +311,25 @@ def _role_word(text: str) -> str | None:
 
 def _kind(system: str, user: str) -> str:
     kind = _role_word(system)
-    if kind is None and _DRAFT_RE.search(user):  # no telling system prompt: the blocks tell
+    # No telling system prompt: the quoted blocks tell.
+    if kind is None and _block(_DRAFT_RE, user) is not None:
         kind = "edit"
-    elif kind is None and _RESEARCH_RE.search(user):
+    elif kind is None and _block(_RESEARCH_RE, user) is not None:
         kind = "write"
     return kind or _role_word(user) or "generic"
+
+
+def _block(opening: re.Pattern[str], text: str) -> str | None:
+    """The text between the first ``opening`` (which ends in ``<<<``) and the next ``>>>``.
+
+    The same as searching for ``opening + "(.*?)>>>"`` with ``re.S``, in a tenth of the time:
+    ``re`` takes a lazy ``.*?`` one character at a time, a whole prompt long.
+    """
+    found = opening.search(text)
+    if found is None:
+        return None
+    end = text.find(">>>", found.end())
+    return text[found.end() : end] if end >= 0 else None
 
 
 def _phrase(user: str) -> str:
@@ -387,8 +402,8 @@ def _research(w: _Writer, goal: int) -> None:
 
 
 def _article(w: _Writer, goal: int, edit: bool, user: str) -> None:
-    draft = _DRAFT_RE.search(user) if edit else None
-    title, opening, sections = _parse_draft(draft.group(1)) if draft else ("", "", [])
+    draft = _block(_DRAFT_RE, user) if edit else None
+    title, opening, sections = _parse_draft(draft) if draft is not None else ("", "", [])
     if not sections:  # no usable draft: plan our own structure, in a sensible reading order
         picks = sorted(
             w.rng.sample(range(len(_T["headings"])), w.rng.randint(3, 4 if goal >= _ROOMY else 3))
@@ -396,8 +411,8 @@ def _article(w: _Writer, goal: int, edit: bool, user: str) -> None:
         sections = [(_T["headings"][i], "") for i in picks]
         sections.append((w.rng.choice(_T["closing_headings"]), ""))
     title = title or w.rng.choice(_T["titles"]).replace("{T}", _title_case(w.topic))
-    research = _RESEARCH_RE.search(user)
-    facts = _facts(research.group(1)) if research and not edit else []
+    research = None if edit else _block(_RESEARCH_RE, user)
+    facts = _facts(research) if research is not None else []
     facts = w.rng.sample(facts, min(len(facts), len(sections) - 1))
     prefix, lo, hi = ("edit_", 2, 3) if edit else ("", 3, 5)  # the editor's paragraphs are tighter
     # Shares of the length: the opening and each section count 1, the conclusion 0.6.
