@@ -2,8 +2,8 @@
 
 On the simulated provider every call takes exactly ``latency`` simulated seconds (no
 jitter by default), so a cell's theoretical time is ``ceil(topics / concurrency) × chain
-time`` and any gap is the tool's own overhead. Time is scaled so the whole default sweep
-takes about two minutes; results are reported in simulated seconds. Each cell is a
+time`` and any gap is the tool's own overhead. Time is scaled per cell (see
+``time_scales``); results are reported in simulated seconds. Each cell is a
 complete run of its own (fresh client and server, no reuse), keeping only its ``run.json``.
 """
 
@@ -24,7 +24,7 @@ from ._errors import ConfigError
 from ._events import Observer
 from ._files import atomic_write_text, create_run_dir
 from ._run import RunSetup, prepare
-from ._schedule import rounds
+from ._schedule import rounds, uniform_time
 from ._topics import load_topics
 
 SCHEMA_VERSION = 1
@@ -68,6 +68,7 @@ class BenchReport(BaseModel):
     created_at: datetime
     provider: str
     endpoint: str
+    planned: int = Field(description="runs in the sweep; fewer cells: it was interrupted")
     chain_file: str
     stages: list[str]
     sizes: list[int]
@@ -96,7 +97,7 @@ async def bench(
     latency: float | None = None,
     jitter: float | None = None,
     time_scale: float | None = None,
-    target_s: float = DEFAULT_TARGET_S,
+    target_s: float | None = None,
     chain: str | Path | None = None,
     topics: str | Path | None = None,
     provider: str = "auto",
@@ -112,11 +113,12 @@ async def bench(
     ``bench.svg``, ``bench.csv``, ``bench.json`` and each cell's ``run.json``.
 
     ``latency``/``jitter`` (simulated seconds per call, default 10 and 0) and
-    ``time_scale`` (default: whatever makes the sweep's theory last ``target_s`` real
-    seconds) apply to the simulated provider only; with a real one the theory uses each
+    ``time_scale`` apply to the simulated provider only. Without ``time_scale`` each cell
+    gets a scale of its own: every call at least its floor of real seconds, the cheaper
+    cells sharing ``target_s`` (default 120). With a real provider the theory uses each
     cell's median measured chain time. ``rpm``/``tpm`` limit every model as in ``run()``
-    (the theory does not account for them). ``topics`` supplies the topics (it needs as many as
-    the largest size); by default they are generated. ``on_cell`` hears each finished cell.
+    (the theory does not account for them). ``topics`` supplies the topics (as many as the
+    largest size); by default they are generated. ``on_cell`` hears each finished cell.
     """
     _check_sweep(sizes, concurrency, latency, jitter, time_scale, target_s)
     sizes, concurrency = sorted(set(sizes)), sorted(set(concurrency))
@@ -158,7 +160,8 @@ async def bench(
     elif time_scale is not None:
         scales = dict.fromkeys(cells, time_scale)
     else:
-        scales = time_scales(cells, stages=stages, latency=latency, target_s=target_s)
+        target = DEFAULT_TARGET_S if target_s is None else target_s
+        scales = time_scales(cells, stages=stages, latency=latency, target_s=target)
     jitter = (0.0 if jitter is None else jitter) if simulated else None
 
     report = BenchReport(
@@ -166,6 +169,7 @@ async def bench(
         created_at=datetime.now().astimezone(),
         provider=probe.provider,
         endpoint="",
+        planned=len(cells),
         chain_file=str(probe.plan.chain_file),
         stages=[s.name for s in probe.plan.stages],
         sizes=list(sizes),
@@ -214,10 +218,16 @@ async def bench(
             environ=environ,
         )
         cell, endpoint = await _run_cell(
-            setup, bench_dir, n, c, scales[n, c], chain_time, simulated, observers
+            setup,
+            bench_dir,
+            time_scale=scales[n, c],
+            chain_time=chain_time,
+            simulated=simulated,
+            observers=observers,
         )
         report.cells.append(cell)
-        report.endpoint = report.endpoint or endpoint
+        # Each run starts a simulated server of its own, on a port of its own.
+        report.endpoint = "127.0.0.1, a simulated server per run" if simulated else endpoint
         if on_cell is not None:
             done = on_cell(cell, report)
             if done is not None:
@@ -229,26 +239,27 @@ async def bench(
 async def _run_cell(
     setup: RunSetup,
     bench_dir: Path,
-    n: int,
-    c: int,
+    *,
     time_scale: float,
     chain_time: float,
     simulated: bool,
     observers: Sequence[Observer],
 ) -> tuple[BenchCell, str]:
+    n, c = len(setup.plan.topics), setup.width
     name = f"n{n}-c{c}"
     manifest = await setup.execute(
         f"{bench_dir.name}-{name}",
         bench_dir / "cells" / name,
         observers=observers,
         write_outputs=False,
+        warm_up=True,  # the first call's one-off costs are not the schedule's
     )
     real = manifest.wall_time_s or 0.0
     measured = real / time_scale
     if not simulated:
         chains = [t.latency_s for t in manifest.topics if t.latency_s is not None]
         chain_time = statistics.median(chains) if chains else 0.0
-    theoretical = -(-n // c) * chain_time
+    theoretical = uniform_time(n, c, chain_time)
     cell = BenchCell(
         topics=n,
         concurrency=c,
@@ -298,7 +309,7 @@ def _check_sweep(
     latency: float | None,
     jitter: float | None,
     time_scale: float | None,
-    target_s: float,
+    target_s: float | None,
 ) -> None:
     def refuse(field: str, message: str, hint: str) -> None:
         raise ConfigError(message, field=field, hint=hint)
@@ -315,10 +326,20 @@ def _check_sweep(
         refuse("--latency", f"must be above 0, got {latency}", "the theory divides by it")
     if jitter is not None and jitter < 0:
         refuse("--jitter", f"must be 0 or more, got {jitter}", "0 makes every call equal")
-    if time_scale is not None and time_scale <= 0:
-        refuse("--time-scale", f"must be above 0, got {time_scale}", "0.01 is 100× faster")
-    if target_s <= 0:
+    if time_scale is not None and time_scale < 1e-6:
+        refuse(
+            "--time-scale",
+            f"must be at least 0.000001, got {time_scale}",
+            "0.01 makes a simulated second last 10 ms",
+        )
+    if target_s is not None and target_s <= 0:
         refuse("--target", f"must be above 0 seconds, got {target_s}", "the default is 120")
+    if target_s is not None and time_scale is not None:
+        refuse(
+            "--target",
+            "cannot be combined with --time-scale, which fixes every run's scale",
+            "drop one of them",
+        )
 
 
 def _check_topic_count(path: Path, needed: int) -> None:

@@ -97,7 +97,8 @@ def verdict(r: BenchReport) -> str:
 def render_markdown(r: BenchReport) -> str:
     unit = _unit(r)
     lines = [
-        f"# Bench: time vs concurrency, {len(r.cells)} runs",
+        f"# Bench: time vs concurrency, {len(r.cells)} runs"
+        + ("" if len(r.cells) == r.planned else f" of {r.planned} (interrupted)"),
         "",
         describe(r),
         "",

@@ -101,7 +101,10 @@ class CompareReport(BaseModel):
     topics: int
     concurrency: int
     sequential: ModeResult
-    parallel: ModeResult
+    parallel: ModeResult | None = Field(description="null: not run, see not_comparable")
+    not_comparable: str | None = Field(
+        None, description="why the times say nothing about parallelism; null when they do"
+    )
     speedup: float | None = Field(description="sequential wall time / parallel wall time")
     time_saved_pct: float | None
     efficiency: float | None = Field(description="measured speedup / best possible speedup")
@@ -174,14 +177,17 @@ async def compare(
             f"{compare_id}-{mode}",
             compare_dir / mode,
             observers=[kept, *observers],
+            warm_up=True,  # the first call's one-off costs would count against sequential
         )
         runs[mode] = manifest, kept.outputs
+        if manifest.status == "stopped":  # e.g. insufficient_quota: the next would stop too
+            break
     report = build_report(
         compare_id,
         created,
         setup,
         sequential=runs["sequential"],
-        parallel=runs["parallel"],
+        parallel=runs.get("parallel"),
     )
     # The runs are on disk already; the report files appear whole or not at all.
     atomic_write_text(compare_dir / "compare.json", report.model_dump_json(indent=2) + "\n")
@@ -195,17 +201,21 @@ def build_report(
     setup: RunSetup,
     *,
     sequential: tuple[RunManifest, Mapping[int, Mapping[str, str]]],
-    parallel: tuple[RunManifest, Mapping[int, Mapping[str, str]]],
+    parallel: tuple[RunManifest, Mapping[int, Mapping[str, str]]] | None,
 ) -> CompareReport:
-    """The comparison of two finished runs of the same plan (pure: no I/O)."""
+    """The comparison of two finished runs of the same plan (pure: no I/O); ``parallel``
+    is None when it was not run."""
     seq, seq_out = sequential
-    par, par_out = parallel
+    par, par_out = parallel if parallel is not None else (None, {})
     n, width = len(setup.plan.topics), setup.width
     final = setup.plan.stages[-1].name
 
-    chain_times = [t.latency_s or 0.0 for t in seq.topics]
+    # Only chains that ran to the end say how long a chain takes.
+    chain_times = [t.latency_s or 0.0 for t in seq.topics if t.status == "succeeded"]
     expected = list_schedule(chain_times, width) if chain_times else None
-    seq_wall, par_wall = seq.wall_time_s, par.wall_time_s
+    reason = _not_comparable(seq, par)
+    seq_wall = seq.wall_time_s if reason is None else None
+    par_wall = par.wall_time_s if par is not None and reason is None else None
     theory = Theory(
         rounds=rounds(n, width),
         best_speedup=round(best_speedup(n, width), 4),
@@ -217,8 +227,9 @@ def build_report(
     speedup = _ratio(seq_wall, par_wall)
 
     per_topic = []
-    for s, p in zip(seq.topics, par.topics, strict=True):
-        a, b = seq_out.get(s.index), par_out.get(p.index)
+    par_topics = par.topics if par is not None else [None] * len(seq.topics)
+    for s, p in zip(seq.topics, par_topics, strict=True):
+        a, b = seq_out.get(s.index), par_out.get(s.index)
         identical = similarity = None
         differing: list[str] = []
         if a is not None and b is not None:
@@ -231,8 +242,8 @@ def build_report(
                 topic=s.topic,
                 slug=s.slug,
                 sequential_s=s.latency_s,
-                parallel_s=p.latency_s,
-                parallel_queued_s=p.queued_s,
+                parallel_s=p.latency_s if p is not None else None,
+                parallel_queued_s=p.queued_s if p is not None else None,
                 identical=identical,
                 similarity=_round(similarity),
                 differing_stages=differing,
@@ -252,7 +263,8 @@ def build_report(
         topics=n,
         concurrency=width,
         sequential=_mode_result("sequential", seq),
-        parallel=_mode_result("parallel", par),
+        parallel=_mode_result("parallel", par) if par is not None else None,
+        not_comparable=reason,
         speedup=_round(speedup),
         time_saved_pct=_round(None if speedup is None else 100 * (1 - 1 / speedup), 2),
         efficiency=_round(_ratio(speedup, best_speedup(n, width))),
@@ -263,6 +275,30 @@ def build_report(
         outputs=_outputs_verdict(per_topic, deterministic, setup),
         per_topic=per_topic,
     )
+
+
+def _not_comparable(seq: RunManifest, par: RunManifest | None) -> str | None:
+    """Why the two wall times cannot be set against each other, if they cannot."""
+    if par is None:
+        return (
+            f"the sequential run stopped ({seq.stop_reason or 'no reason given'}), so the "
+            "parallel run was not started"
+        )
+    if par.status == "stopped":
+        return f"the parallel run stopped ({par.stop_reason or 'no reason given'})"
+    lost = {
+        m: r.totals.failed + r.totals.skipped for m, r in (("sequential", seq), ("parallel", par))
+    }
+    if any(lost.values()):
+        return (
+            f"{_count(lost['sequential'], 'topic')} did not finish in the sequential run and "
+            f"{lost['parallel']} in the parallel one; a run that skips work is not faster"
+        )
+    return None
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _mode_result(mode: Mode, manifest: RunManifest) -> ModeResult:
@@ -295,7 +331,7 @@ def _outputs_verdict(
     if not compared:
         answer = "Not known: no topic succeeded in both modes, so there is nothing to compare."
     elif same == len(compared):
-        answer = f"No: all {same} final outputs are identical in both modes" + (
+        answer = f"No: {_all(same)} identical in both modes" + (
             " — on the deterministic simulated provider the same request gets the same "
             "answer, and running chains in parallel did not change a single request."
             if deterministic
@@ -309,12 +345,13 @@ def _outputs_verdict(
         )
     else:
         temps = sorted({s.temperature for s in setup.plan.stages if s.temperature is not None})
-        sampled = f"temperature {', '.join(f'{t:g}' for t in temps)}" if temps else "sampling"
+        at = f" at temperature {', '.join(f'{t:g}' for t in temps)}" if temps else ""
         answer = (
-            f"No sign of it: every chain sent the same kind of requests in both modes; "
-            f"{same} of {len(compared)} final outputs are identical and the mean similarity "
-            f"is {mean:.2f}, differences that sampling explains ({sampled}: the model draws "
-            "each answer anew, so even two sequential runs differ)."
+            f"Not from this alone: {len(compared) - same} of {len(compared)} final outputs "
+            f"differ (mean word-level similarity {mean:.2f}). A chain's requests depend only "
+            "on its topic and its earlier stages' answers, never on the mode, so the "
+            f"differences come from the model sampling each answer anew{at}; run compare "
+            "again to see how much two runs of the same mode differ."
         )
     return OutputsVerdict(
         compared=len(compared),
@@ -323,6 +360,10 @@ def _outputs_verdict(
         deterministic_provider=deterministic,
         answer=answer,
     )
+
+
+def _all(n: int) -> str:
+    return "the final output is" if n == 1 else f"all {n} final outputs are"
 
 
 def _similarity(a: str, b: str) -> float:

@@ -6,6 +6,7 @@ Pure rendering of a ``CompareReport``; nothing here measures or decides anything
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -35,16 +36,24 @@ def _md(text: str) -> str:
     return shorten(text, 60).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def headline(r: CompareReport) -> str:
-    """One sentence: how much faster parallel was."""
-    seq, par = r.sequential.wall_time_s, r.parallel.wall_time_s
+    """One sentence: how much faster parallel was, or why the times cannot say."""
+    seq = r.sequential.wall_time_s
+    par = r.parallel.wall_time_s if r.parallel is not None else None
+    if r.not_comparable is not None:
+        return f"No speedup to report: {r.not_comparable}."
     if r.speedup is None or seq is None or par is None:
-        return "The comparison is incomplete: a mode did not finish."
+        return "No speedup to report: a run has no wall time."
     faster = f"{r.speedup:.2f}× faster" if r.speedup >= 1 else f"{1 / r.speedup:.2f}× slower"
     saved = r.time_saved_pct or 0.0
     return (
-        f"With {r.concurrency} chains at once the {r.topics} topics took {par:.2f} s; one "
-        f"chain at a time took {seq:.2f} s: {faster}, {saved:.1f}% of the time saved."
+        f"With {_n(r.concurrency, 'chain')} at once the {_n(r.topics, 'topic')} took "
+        f"{par:.2f} s; one chain at a time took {seq:.2f} s: {faster}, {saved:.1f}% of the "
+        "time saved."
     )
 
 
@@ -52,9 +61,9 @@ def theory_lines(r: CompareReport) -> list[str]:
     """The theory in three sentences: best possible, expected from the chains, measured."""
     t, n, c = r.theory, r.topics, r.concurrency
     lines = [
-        f"Best possible: {c} slots fill ceil({n} ÷ {c}) = {t.rounds} time"
-        f"{'s' if t.rounds != 1 else ''}, so {n} equal chains can run at most "
-        f"{n} ÷ {t.rounds} = {t.best_speedup:.2f}× faster."
+        f"Best possible: {_n(c, 'slot')} fill ceil({n} ÷ {c}) = {_n(t.rounds, 'time')}, so "
+        f"{n} equal {'chain' if n == 1 else 'chains'} can run at most {n} ÷ {t.rounds} = "
+        f"{t.best_speedup:.2f}× faster."
     ]
     if t.expected_parallel_s is not None and t.chain_time_min_s is not None:
         lines.append(
@@ -63,8 +72,9 @@ def theory_lines(r: CompareReport) -> list[str]:
             f"first (as the workers do), they would take {t.expected_parallel_s:.2f} s: "
             f"an expected {_x(t.expected_speedup)}."
         )
-    if r.overhead_pct is not None and r.parallel.wall_time_s is not None:
-        measured = f"Measured: {r.parallel.wall_time_s:.2f} s, "
+    par = r.parallel.wall_time_s if r.parallel is not None else None
+    if r.overhead_pct is not None and par is not None:
+        measured = f"Measured: {par:.2f} s, "
         if abs(r.overhead_pct) < 1:
             measured += "within 1% of that expectation"
         elif r.overhead_pct > 0:
@@ -73,30 +83,23 @@ def theory_lines(r: CompareReport) -> list[str]:
                 "themselves: client, network, a provider answering several at once)"
             )
         else:
-            measured += (
-                f"{-r.overhead_pct:.1f}% under that expectation (the chains ran faster "
-                "side by side than they did alone)"
-            )
+            measured += f"{-r.overhead_pct:.1f}% under that expectation"
         lines.append(f"{measured}; {100 * (r.efficiency or 0):.0f}% of the best possible.")
     return lines
 
 
-def _mode_rows(seq: ModeResult, par: ModeResult) -> list[tuple[str, str, str]]:
-    def both(f: object) -> tuple[str, str]:
-        return f(seq), f(par)  # type: ignore[operator]
-
-    return [
-        ("Total time", *both(lambda m: _s(m.wall_time_s))),
-        ("Topics succeeded", *both(lambda m: str(m.succeeded))),
-        ("Topics failed / skipped", *both(lambda m: f"{m.failed} / {m.skipped}")),
-        ("Model calls (failed)", *both(lambda m: f"{m.calls} ({m.failed_calls})")),
-        ("Retries", *both(lambda m: "—" if m.retries is None else str(m.retries))),
-        (
-            "Tokens in / out",
-            *both(lambda m: f"{m.prompt_tokens:,} / {m.completion_tokens:,}"),
-        ),
-        ("Cost", *both(lambda m: _cost(m.cost))),
+def _mode_rows(seq: ModeResult, par: ModeResult | None) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, Callable[[ModeResult], str]]] = [
+        ("Total time", lambda m: _s(m.wall_time_s)),
+        ("Status", lambda m: m.status),
+        ("Topics succeeded", lambda m: str(m.succeeded)),
+        ("Topics failed / skipped", lambda m: f"{m.failed} / {m.skipped}"),
+        ("Model calls (failed)", lambda m: f"{m.calls} ({m.failed_calls})"),
+        ("Retries", lambda m: "—" if m.retries is None else str(m.retries)),
+        ("Tokens in / out", lambda m: f"{m.prompt_tokens:,} / {m.completion_tokens:,}"),
+        ("Cost", lambda m: _cost(m.cost)),
     ]
+    return [(name, f(seq), f(par) if par is not None else "not run") for name, f in rows]
 
 
 def render_markdown(r: CompareReport) -> str:
@@ -128,8 +131,12 @@ def render_markdown(r: CompareReport) -> str:
         "|---|---:|---:|",
         *(f"| {name} | {a} | {b} |" for name, a, b in _mode_rows(r.sequential, r.parallel)),
         "",
-        f"Speedup: **{_x(r.speedup)}** (sequential time ÷ parallel time). "
-        f"Time saved: **{(r.time_saved_pct or 0):.1f}%** (1 − parallel ÷ sequential).",
+        (
+            f"Speedup: **{_x(r.speedup)}** (sequential time ÷ parallel time). "
+            f"Time saved: **{(r.time_saved_pct or 0):.1f}%** (1 − parallel ÷ sequential)."
+            if r.not_comparable is None
+            else f"No speedup: {r.not_comparable}."
+        ),
         "",
         "## What theory says",
         "",

@@ -16,12 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ._client import ChatClient
+from ._client import ChatClient, ChatRequest
 from ._engine import Engine
-from ._errors import ConfigError, OrchestrateError, RunError
+from ._errors import CallError, ConfigError, OrchestrateError, RunError
 from ._events import Observer, RunFinished, RunStarted
 from ._failed import FailedTopicsWriter
 from ._files import create_run_dir, point_latest
+from ._headers import rate_limit_info
 from ._limits import Limit, Limiters
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
@@ -145,17 +146,24 @@ class RunSetup:
         *,
         observers: Sequence[Observer] = (),
         write_outputs: bool = True,
+        warm_up: bool = False,
     ) -> RunManifest:
         """Run every topic once (plus retry passes) into ``run_dir``; return the manifest.
 
         ``write_outputs=False`` keeps only ``run.json``: no articles, stage files or
-        failed.yaml (``bench`` measures the schedule, not the prose).
+        failed.yaml (``bench`` measures the schedule, not the prose). ``warm_up`` sends one
+        tiny call first, outside the run's time, so that what a measurement compares does
+        not include the first call's one-off costs: the process's first use of the SDK's
+        code paths, and learning the provider's rate limits.
         """
+        limiters = self.limiters()
         async with self.connect() as (chat, endpoint):
+            if warm_up:
+                await _warm_up(chat, limiters, endpoint.base_url, self.plan.stages[0].model)
             return await _execute(
                 self.plan,
                 client=chat,
-                limiters=self.limiters(),
+                limiters=limiters,
                 endpoint=endpoint,
                 run_id=run_id,
                 run_dir=run_dir,
@@ -228,6 +236,20 @@ def prepare(
     )
     setup.limiters()  # checks the limits against the stages now, not at the first call
     return setup
+
+
+async def _warm_up(client: ChatClient, limiters: Limiters, endpoint: str, model: str) -> None:
+    """One call of a single token; what it learns of the limits is kept, a failure is not
+    (the run meets the same error on its first call, and reports it there)."""
+    request = ChatRequest(
+        model=model, messages=[{"role": "user", "content": "Reply with OK."}], max_tokens=1
+    )
+    try:
+        response = await client.complete(request)
+    except CallError as error:
+        limiters.for_model(endpoint, model).answered(rate_limit_info(error.headers), ok=False)
+    else:
+        limiters.for_model(endpoint, model).answered(rate_limit_info(response.headers), ok=True)
 
 
 def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None, learn: bool) -> Limiters:

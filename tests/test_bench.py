@@ -69,6 +69,8 @@ def test_the_sweep_writes_table_plot_and_raw_data(project: Path) -> None:
     assert "2 topics" in texts and "3 topics (theory)" in texts
 
     md = (folder / "bench.md").read_text()
+    assert report.planned == 4
+    assert md.startswith("# Bench: time vs concurrency, 4 runs\n")
     assert "![time vs concurrency, measured and theoretical](bench.svg)" in md
     assert md.count("\n| 3 | 2 |") == 1  # one table row per cell
     assert "Every cell is within" in md
@@ -106,6 +108,8 @@ def test_topics_file_must_hold_the_largest_batch(project: Path) -> None:
         ({"latency": 0.0}, "--latency"),
         ({"jitter": -1.0}, "--jitter"),
         ({"time_scale": 0.0}, "--time-scale"),
+        ({"time_scale": 1e-300}, "--time-scale"),
+        ({"time_scale": 0.01, "target_s": 10.0}, "--target"),
         ({"target_s": 0.0}, "--target"),
     ],
 )
@@ -148,8 +152,9 @@ async def test_bench_command_end_to_end(project: Path) -> None:
     assert scales == pytest.approx([0.18 / 5, 0.36 / 5, 0.18 / 5, 0.36 / 5])
     assert [c["theoretical_s"] for c in data["cells"]] == [30.0, 15.0, 60.0, 15.0]
     for cell in data["cells"]:
-        # Loose: CI machines are noisy. benchmarks/ measures the real accuracy.
-        assert 0.97 < cell["measured_s"] / cell["theoretical_s"] < 1.5
+        # Never faster than the simulated calls allow; how close it comes is for the
+        # benchmark to measure, not for a test on a noisy machine.
+        assert cell["measured_s"] / cell["theoretical_s"] > 0.97
         assert cell["real_s"] == pytest.approx(cell["measured_s"] * cell["time_scale"], rel=0.01)
 
 

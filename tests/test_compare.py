@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 import orchestrator
 from orchestrator import ChatRequest, CompareReport
+from orchestrator._compare_report import headline, theory_lines
 from orchestrator._schedule import best_speedup, list_schedule, rounds, uniform_time
 
 from .conftest import write
@@ -140,8 +144,10 @@ def test_differing_outputs_are_measured_and_explained(project: Path) -> None:
     assert report.outputs.identical == 0
     assert report.outputs.compared == 2
     assert 0.5 < (report.outputs.mean_similarity or 0) < 1.0
-    assert "sampling explains" in report.outputs.answer
-    assert "temperature" in report.outputs.answer
+    answer = report.outputs.answer
+    assert answer.startswith("Not from this alone: 2 of 2 final outputs differ")
+    assert "never on the mode" in answer
+    assert "temperature 0.2, 0.3, 0.7" in answer  # the default agents' temperatures
     assert report.per_topic[0].differing_stages == ["research", "write", "edit"]
     assert "no: 0." in (project / "outs" / report.compare_id / "report.md").read_text()
 
@@ -152,15 +158,59 @@ def test_a_failed_topic_is_left_out_of_the_quality_answer(project: Path) -> None
         orchestrator.compare(
             topics,
             concurrency=2,
-            client=FakeClient(fail_when("broken topic")),
+            client=FakeClient(fail_when("broken topic"), delay=1.0),
             out="outs",
             **NO_LIMITS,
         )
     )
+    assert report.parallel is not None
     assert report.sequential.failed == report.parallel.failed == 1
     assert [t.identical for t in report.per_topic] == [True, None]
     assert report.outputs.compared == 1
-    assert "— (failed)" in (project / "outs" / report.compare_id / "report.md").read_text()
+    assert report.outputs.answer.startswith("No: the final output is identical")
+    # A run that skips work is not faster: no speedup, and the report says why.
+    assert report.speedup is report.time_saved_pct is report.efficiency is None
+    assert report.not_comparable is not None and "1 topic did not finish" in report.not_comparable
+    assert report.theory.chain_time_max_s == pytest.approx(3.0, abs=0.01)  # failed: left out
+    text = (project / "outs" / report.compare_id / "report.md").read_text()
+    assert "— (failed)" in text
+    assert "No speedup to report: 1 topic did not finish in the sequential run" in text
+
+
+def test_a_stopped_sequential_run_is_not_followed_by_a_parallel_one(project: Path) -> None:
+    """No quota left: the parallel run would only stop too, so it is not started."""
+    from orchestrator import CallError
+
+    def no_quota(request: ChatRequest) -> str:
+        raise CallError("HTTP 429 insufficient_quota", status=429, code="insufficient_quota")
+
+    topics = _topics(project, ["alpha", "bravo"])
+    client = FakeClient(no_quota)
+    report = run_virtual(orchestrator.compare(topics, concurrency=2, client=client, out="outs"))
+    assert report.sequential.status == "stopped"
+    assert report.parallel is None
+    assert report.not_comparable is not None
+    assert report.not_comparable.startswith("the sequential run stopped (")
+    assert report.speedup is None
+    assert not (project / "outs" / report.compare_id / "parallel").exists()
+    text = (project / "outs" / report.compare_id / "report.md").read_text()
+    assert "| not run |" in text
+
+
+def test_each_mode_warms_up_outside_its_time(project: Path) -> None:
+    """One tiny call before each mode, not counted: the first mode pays no one-off costs."""
+    topics = _topics(project, ["alpha"])
+    client = _seconds_per_call({})
+    report = run_virtual(
+        orchestrator.compare(topics, concurrency=2, client=client, out="outs", **NO_LIMITS)
+    )
+    warm_ups = [r for r in client.requests if r.max_tokens == 1]
+    assert len(warm_ups) == 2
+    assert client.requests[0] in warm_ups and client.requests[4] in warm_ups
+    assert report.sequential.calls == report.parallel.calls == 3  # not counted as calls
+    assert report.sequential.wall_time_s == pytest.approx(3.0, abs=0.01)  # nor timed
+    assert headline(report).startswith("With 2 chains at once the 1 topic took")
+    assert theory_lines(report)[0].startswith("Best possible: 2 slots fill ceil(1 ÷ 2) = 1 time,")
 
 
 def test_topic_text_is_escaped_in_the_report_table(project: Path) -> None:
@@ -214,6 +264,28 @@ async def test_compare_refuses_flags_that_make_no_sense(
     assert message in err
     assert "Traceback" not in err
     assert not (project / "outputs").exists()
+
+
+async def test_ctrl_c_during_compare_says_where_the_finished_work_is(project: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", "compare", "configs/topics.example.yaml",
+        cwd=project,
+        env={**os.environ, "ORCHESTRATE_SIM_LATENCY_MEAN": "0.2"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    while not (await asyncio.wait_for(proc.stderr.readline(), 30)).startswith(b"ok "):
+        pass  # until the first topic is done
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130
+    [folder] = (project / "outputs").glob("compare-*")
+    message = f"the sequential run's finished topics are saved in outputs/{folder.name}/sequential"
+    assert message in err.decode()
+    assert "no comparison report was written" in err.decode()
+    assert (folder / "sequential" / "run.json").is_file()
+    assert not (folder / "report.md").exists()
 
 
 async def test_compare_config_error_creates_nothing(project: Path) -> None:
