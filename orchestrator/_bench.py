@@ -13,6 +13,7 @@ import shutil
 import statistics
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from ._events import Observer
 from ._files import atomic_write_text, create_run_dir
 from ._run import RunSetup, prepare
 from ._schedule import rounds, uniform_time
-from ._topics import load_topics
 
 SCHEMA_VERSION = 1
 DEFAULT_SIZES = (10, 50, 100)
@@ -123,36 +123,47 @@ async def bench(
     _check_sweep(sizes, concurrency, latency, jitter, time_scale, target_s)
     sizes, concurrency = sorted(set(sizes)), sorted(set(concurrency))
     root = Path(out)
+    simulator_flags = (latency, jitter, time_scale) != (None, None, None)
+    latency = DEFAULT_LATENCY if latency is None else latency
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
         generated = Path(tmp) / "topics.yaml"
         if topics is None:
             generated.write_text(_generated_topics(max(sizes)), encoding="utf-8")
-        else:
-            _check_topic_count(Path(topics), max(sizes))
-        # Every check runs before the bench folder appears: one probe of the whole plan.
+        # Every check runs before the bench folder appears, on every topic the sweep uses;
+        # each run then takes the first n topics and its own width and time scale.
         probe = prepare(
             generated if topics is None else topics,
             chain=chain,
             provider=provider,
-            limit=1,
+            limit=max(sizes),
             rpm=rpm,
             tpm=tpm,
+            sim={
+                "latency_mean": latency,
+                "latency_jitter": 0.0 if jitter is None else jitter,
+                "per_output_token": 0.0,
+            },
             client=client,
             environ=environ,
         )
+        if len(probe.plan.topics) < max(sizes):
+            raise ConfigError(
+                f"has {len(probe.plan.topics)} topics; the largest batch size needs {max(sizes)}",
+                file=probe.plan.topics_file,
+                hint="add topics, lower --sizes, or leave out --topics to generate them",
+            )
         simulated = probe.provider == "simulated"
-        if not simulated and (latency, jitter, time_scale) != (None, None, None):
+        if not simulated and simulator_flags:
             raise ConfigError(
                 f"applies to the simulated provider only; this bench runs on {probe.provider}",
                 field="--latency/--jitter/--time-scale",
                 hint="drop those flags, or pass --provider simulated",
             )
         bench_id, bench_dir = create_run_dir(root, prefix="bench-")
-        topics_path = Path(topics) if topics is not None else bench_dir / "topics.yaml"
-        if topics is None:
-            shutil.copyfile(generated, topics_path)
+        if topics is None:  # kept beside the results, and named in each run.json
+            shutil.copyfile(generated, bench_dir / "topics.yaml")
+            probe = replace(probe, plan=replace(probe.plan, topics_file=bench_dir / "topics.yaml"))
     stages = len(probe.plan.stages)
-    latency = DEFAULT_LATENCY if latency is None else latency
     chain_time = stages * latency
     cells = [(n, c) for n in sizes for c in concurrency]
     if not simulated:
@@ -195,28 +206,7 @@ async def bench(
         ),
     )
     for n, c in cells:
-        sim = (
-            {
-                "latency_mean": latency,
-                "latency_jitter": jitter,
-                "per_output_token": 0.0,
-                "time_scale": scales[n, c],
-            }
-            if simulated
-            else None
-        )
-        setup = prepare(
-            topics_path,
-            chain=chain,
-            concurrency=c,
-            provider=provider,
-            limit=n,
-            rpm=rpm,
-            tpm=tpm,
-            sim=sim,
-            client=client,
-            environ=environ,
-        )
+        setup = _cell_setup(probe, topics=n, width=c, time_scale=scales[n, c])
         cell, endpoint = await _run_cell(
             setup,
             bench_dir,
@@ -342,14 +332,14 @@ def _check_sweep(
         )
 
 
-def _check_topic_count(path: Path, needed: int) -> None:
-    have = len(load_topics(path).topics)
-    if have < needed:
-        raise ConfigError(
-            f"has {have} topics; the largest batch size needs {needed}",
-            file=path,
-            hint="add topics, lower --sizes, or leave out --topics to generate them",
-        )
+def _cell_setup(setup: RunSetup, *, topics: int, width: int, time_scale: float) -> RunSetup:
+    """The checked sweep narrowed to one run: its first ``topics`` topics, ``width`` chains
+    at once, and (simulated) its own time scale."""
+    sim = setup.sim_settings
+    if sim is not None:
+        sim = sim.model_copy(update={"time_scale": time_scale})
+    plan = replace(setup.plan, topics=setup.plan.topics[:topics])
+    return replace(setup, plan=plan, width=width, sim_settings=sim)
 
 
 def _generated_topics(count: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ._client import ChatClient
-from ._compare_report import render_markdown
+from ._compare_report import plural, render_markdown
 from ._events import ChainFinished, Event, Observer
 from ._files import atomic_write_text, create_run_dir
 from ._manifest import RunManifest
@@ -286,19 +286,14 @@ def _not_comparable(seq: RunManifest, par: RunManifest | None) -> str | None:
         )
     if par.status == "stopped":
         return f"the parallel run stopped ({par.stop_reason or 'no reason given'})"
-    lost = {
-        m: r.totals.failed + r.totals.skipped for m, r in (("sequential", seq), ("parallel", par))
-    }
-    if any(lost.values()):
+    lost_seq = seq.totals.failed + seq.totals.skipped
+    lost_par = par.totals.failed + par.totals.skipped
+    if lost_seq or lost_par:
         return (
-            f"{_count(lost['sequential'], 'topic')} did not finish in the sequential run and "
-            f"{lost['parallel']} in the parallel one; a run that skips work is not faster"
+            f"{plural(lost_seq, 'topic')} did not finish in the sequential run and "
+            f"{lost_par} in the parallel one; a run that skips work is not faster"
         )
     return None
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _mode_result(mode: Mode, manifest: RunManifest) -> ModeResult:

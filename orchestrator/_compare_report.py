@@ -36,7 +36,8 @@ def _md(text: str) -> str:
     return shorten(text, 60).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
-def _n(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """``1 topic``, ``2 topics``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
@@ -51,7 +52,7 @@ def headline(r: CompareReport) -> str:
     faster = f"{r.speedup:.2f}× faster" if r.speedup >= 1 else f"{1 / r.speedup:.2f}× slower"
     saved = r.time_saved_pct or 0.0
     return (
-        f"With {_n(r.concurrency, 'chain')} at once the {_n(r.topics, 'topic')} took "
+        f"With {plural(r.concurrency, 'chain')} at once the {plural(r.topics, 'topic')} took "
         f"{par:.2f} s; one chain at a time took {seq:.2f} s: {faster}, {saved:.1f}% of the "
         "time saved."
     )
@@ -61,7 +62,7 @@ def theory_lines(r: CompareReport) -> list[str]:
     """The theory in three sentences: best possible, expected from the chains, measured."""
     t, n, c = r.theory, r.topics, r.concurrency
     lines = [
-        f"Best possible: {_n(c, 'slot')} fill ceil({n} ÷ {c}) = {_n(t.rounds, 'time')}, so "
+        f"Best possible: {plural(c, 'slot')} fill ceil({n} ÷ {c}) = {plural(t.rounds, 'time')}, so "
         f"{n} equal {'chain' if n == 1 else 'chains'} can run at most {n} ÷ {t.rounds} = "
         f"{t.best_speedup:.2f}× faster."
     ]
