@@ -9,7 +9,8 @@ Mistakes of the user are kept apart from failures of a run (as pydantic-ai separ
         ├── CallError        one model call failed (status code, retryable or not)
         │   └── CallNotSent  a call not sent because the run was halted (out of quota)
         ├── StageFailed      a stage of one topic's chain gave up
-        └── OutputError      a result could not be saved (disk full, no permission)
+        ├── OutputError      a result could not be saved (disk full, no permission)
+        └── StoreError       the state store (state.db) cannot be opened or written
 
 Exceptions carry attributes, not just strings, so callers can act on them.
 """
@@ -108,3 +109,17 @@ class OutputError(RunError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot write {self.path}: {reason}")
+
+
+class StoreError(RunError):
+    """The state store cannot be used: corrupted, locked by another process, full, or not
+    writable. ``path`` names the file, ``reason`` what SQLite said, ``hint`` how to fix it."""
+
+    def __init__(self, path: str | Path, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.hint = hint
+        text = f"state store {self.path}: {reason}"
+        if hint:
+            text += f"\n  hint: {hint}"
+        super().__init__(text)
