@@ -44,6 +44,7 @@ class ChatResponse:
     model: str
     headers: Mapping[str, str] = field(default_factory=dict)
     usage_estimated: bool = False  # the provider sent no `usage`; counts are estimates
+    cached_tokens: int = 0  # prompt tokens the provider served from its prompt cache
 
 
 class ChatClient(Protocol):
@@ -134,11 +135,14 @@ class OpenAIChatClient:
             detail = f" (refusal: {refusal})" if refusal else ""
             raise CallError(f"the model returned no text{detail}")
         usage = completion.usage
+        cached_tokens = 0
         if usage is None:  # some compatible servers omit it; estimate rather than report 0
             prompt_tokens = estimate_message_tokens(request.messages)
             completion_tokens = estimate_tokens(text)
         else:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            details = usage.prompt_tokens_details
+            cached_tokens = (details.cached_tokens or 0) if details is not None else 0
         return ChatResponse(
             text=text,
             finish_reason=choice.finish_reason,
@@ -147,6 +151,7 @@ class OpenAIChatClient:
             model=completion.model or request.model,
             headers=_plain_headers(raw.headers),
             usage_estimated=usage is None,
+            cached_tokens=cached_tokens,
         )
 
 

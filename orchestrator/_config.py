@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from ._prices import ModelPrice
 from ._retry import RetryPolicy
 
 
@@ -85,6 +86,16 @@ class ModelLimits(_Strict):
     tpm: PositiveInt | None = Field(None, description="tokens per minute")
 
 
+class BudgetConfig(_Strict):
+    """``budget:``: a spending cap for every run of this chain (``--max-cost`` overrides)."""
+
+    max_cost: PositiveFloat | None = Field(
+        None,
+        description="USD; no chain starts that could take the run's spend past it (every "
+        "model needs a price, every stage a max_tokens)",
+    )
+
+
 class ChainConfig(_Strict):
     """``configs/chain.yaml``: which agents run, in which order, and how."""
 
@@ -112,6 +123,12 @@ class ChainConfig(_Strict):
     simulated: dict[str, Any] = Field(
         default_factory=dict, description="settings of the simulated provider"
     )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="USD per 1M tokens per model, over the built-in price list: "
+        "{MODEL: {input, output, cached_input}}",
+    )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ keeps the results apart from the chatter.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._events import ChainFinished, Event, RetryPassStarted, RunStarted
+from ._events import ChainFinished, Event, RetryPassStarted, RunStarted, TopicRestored
 from ._manifest import RunManifest
 
 
@@ -41,11 +42,16 @@ class ProgressPrinter:
             self._total, self._done = event.topics, 0
             mode = "sequential" if event.mode == "sequential" else "parallel"
             mode += f", concurrency {event.concurrency}"
+            what = "resuming run" if event.session > 1 else "run"
             self._print(
-                f"run {event.run_id}: {event.topics} topic(s) × {len(event.stages)} stage(s) "
+                f"{what} {event.run_id}: {event.topics} topic(s) × {len(event.stages)} stage(s) "
                 f"({' → '.join(event.stages)}), {mode}"
             )
             self._print(f"provider: {event.provider} at {event.endpoint}")
+            if event.max_cost is not None:
+                self._print(f"budget: ${event.max_cost:g}")
+        elif isinstance(event, TopicRestored):
+            self._done += 1
         elif isinstance(event, ChainFinished):
             self._done += 1
             width = len(str(self._total))
@@ -99,8 +105,15 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         "tokens",
         f"{t.total_tokens:,} ({t.prompt_tokens:,} prompt, {t.completion_tokens:,} completion)",
     )
+    if t.reused:
+        table.add_row("reused", f"{t.reused} stage(s) served from the store, not called")
+    cost = "unknown (a model has no price)" if t.cost is None else f"${t.cost:.4f}"
+    if manifest.max_cost is not None:
+        cost += f" of a ${manifest.max_cost:g} budget"
+    table.add_row("cost", cost)
     wall = manifest.wall_time_s
-    table.add_row("wall time", f"{wall:.1f}s" if wall is not None else "-")
+    sessions = f" over {manifest.sessions} sessions" if manifest.sessions > 1 else ""
+    table.add_row("wall time", f"{wall:.1f}s{sessions}" if wall is not None else "-")
     mode = (
         "sequential"
         if manifest.mode == "sequential"
@@ -127,9 +140,20 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         )
     if len(by_error) > 10:
         console.print(f"... and {len(by_error) - 10} other errors (see run.json)")
-    if t.failed or t.skipped or t.pending:
+    if manifest.status in ("interrupted", "stopped", "failed"):
+        console.print(f"to continue this run: {escape(resume_command(manifest))}", highlight=False)
+    elif t.failed or t.skipped or t.pending:
         failed_file = Path(manifest.output_dir) / "failed.yaml"
         console.print(
             f"to run the unfinished topics again: orchestrate run {escape(str(failed_file))}",
             highlight=False,
         )
+
+
+def resume_command(manifest: RunManifest) -> str:
+    """The command that continues this run, ``--out`` included unless it is the default."""
+    out = Path(manifest.output_dir).parent
+    command = f"orchestrate resume {manifest.run_id}"
+    if out.resolve() != Path("outputs").resolve():
+        command += f" --out {shlex.quote(str(out))}"
+    return command

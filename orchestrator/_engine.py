@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from ._budget import Budget, Pricing
 from ._client import ChatClient, ChatRequest, ChatResponse
 from ._errors import CallError, CallNotSent, RunError, StageFailed
 from ._events import (
@@ -37,6 +38,7 @@ from ._headers import rate_limit_info
 from ._limits import Limiters, ModelLimiter
 from ._plan import Stage
 from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
+from ._reuse import Recall, fingerprint
 from ._tokens import estimate_message_tokens
 from ._topics import Topic
 
@@ -81,6 +83,10 @@ class Engine:
         limiters: Limiters | None = None,
         retry: RetryPolicy | None = None,
         endpoint: str = "",
+        identity: str | None = None,
+        recall: Recall | None = None,
+        prices: Pricing | None = None,
+        budget: Budget | None = None,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -93,22 +99,65 @@ class Engine:
         self.limiters = limiters if limiters is not None else Limiters()
         self.retry = retry if retry is not None else RetryPolicy()
         self.endpoint = endpoint
+        # Who answers, for request fingerprints (the simulator's URL changes every run).
+        self.identity = endpoint if identity is None else identity
+        self.recall = recall
+        self.prices = prices
+        self.budget = budget
         # Default: the running loop's monotonic clock, the one the limiters and asyncio.sleep
         # use, so events, waits and limits all share one time line.
         self.clock: Clock = clock or (lambda: asyncio.get_running_loop().time())
         self.sleep = sleep
         self._stopping = False
+        self._stop_reason: str | None = None
         self._halt_reason: str | None = None
         self._halted: asyncio.Event | None = None  # made on first use, inside the loop
+        self._draining = False
+        self._calls_in_flight = 0
+        self._idle: asyncio.Event | None = None
 
     @property
     def stopping(self) -> bool:
         """True once ``stop()`` was called: no new chain starts."""
         return self._stopping
 
-    def stop(self) -> None:
-        """Start no new chain; chains already in flight run to their end."""
+    def stop(self, reason: str | None = None) -> None:
+        """Start no new chain; chains already in flight run to their end. With a
+        ``reason`` (a budget reached) the run ends as ``stopped``, and says why."""
         self._stopping = True
+        self._stop_reason = self._stop_reason or reason
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stopped on purpose (out of quota, budget reached), or None."""
+        return self._stop_reason
+
+    def drain(self) -> None:
+        """Start nothing new — no chain, no stage, no call, no retry — and let the calls
+        already sent come back (Ctrl-C). Whoever drains decides how long to wait for
+        ``idle()`` and then cancels the run; what was parked is simply unfinished."""
+        self._draining = True
+        self.stop()
+        if self._halted is not None:
+            self._halted.set()  # calls waiting for a limiter give up their wait
+
+    @property
+    def calls_in_flight(self) -> int:
+        return self._calls_in_flight
+
+    async def idle(self) -> None:
+        """Return once no call is in flight."""
+        if self._calls_in_flight == 0:
+            return
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        await self._idle.wait()
+
+    async def _park(self) -> NoReturn:
+        """Wait, without doing anything, until the draining run is cancelled."""
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def halt_reason(self) -> str | None:
@@ -119,12 +168,15 @@ class Engine:
         """Stop at once: no new chain starts, no new call is sent, and calls waiting for a
         rate limiter give up their wait."""
         self._halt_reason = self._halt_reason or reason
-        self.stop()
+        self.stop(reason)
         if self._halted is not None:
             self._halted.set()
 
     async def _acquire(self, limiter: ModelLimiter, tokens: int) -> None:
-        """Wait for the limiter — unless the run is halted meanwhile (then CallNotSent)."""
+        """Wait for the limiter — unless the run is halted meanwhile (then CallNotSent) or
+        drained (then park: the call was never sent, its stage is simply unfinished)."""
+        if self._draining:
+            await self._park()
         if self._halt_reason is None and limiter.ready(tokens):
             await limiter.acquire(tokens)  # goes straight through: no tasks, no loop turn
         elif self._halt_reason is None:
@@ -140,6 +192,11 @@ class Engine:
                     waiting.cancel()
             if waiting.done() and not waiting.cancelled():
                 waiting.result()  # re-raises a failure of the limiter itself
+            elif self._draining:
+                await self._park()
+        if self._draining:
+            limiter.refund(tokens)
+            await self._park()
         if self._halt_reason is not None:
             raise CallNotSent(f"not sent: {self._halt_reason}")
 
@@ -179,6 +236,9 @@ class Engine:
         async def worker() -> None:
             # Sharing one iterator is safe: next() never awaits, so no two workers interleave.
             while not self._stopping and (topic := next(pending, None)) is not None:
+                if self.budget is not None and not self.budget.admit(topic):
+                    self.stop(self.budget.refusal(topic))
+                    break
                 try:
                     await self.emit(Waited(topic, None, "slot", queued_at, self.clock()))
                     results.append(await self.run_chain(topic, done=done.get(topic.index)))
@@ -212,6 +272,8 @@ class Engine:
         for stage in self.stages:
             if stage.name in outputs:
                 continue
+            if self._draining:
+                await self._park()
             try:
                 output = await self.run_stage(topic, stage, context)
             except StageFailed as exc:
@@ -224,6 +286,8 @@ class Engine:
                 break
             outputs[stage.name] = output
             context[stage.name] = output
+        if self.budget is not None:
+            self.budget.release(topic)
         await self.emit(
             ChainFinished(
                 topic,
@@ -250,21 +314,70 @@ class Engine:
             )
         except Exception as exc:  # a template failing on real data fails this chain only
             await self._stage_failed(topic, stage.name, exc, 0, started)
+        key = ""
+        if self.recall is not None:
+            key = fingerprint(self.identity, request)
+            recalled = self.recall.recall(topic.index, stage.name, key)
+            if recalled is not None:
+                r = recalled.result
+                if self.budget is not None:
+                    self.budget.book(topic, stage.name, 0.0)
+                await self.emit(
+                    StageFinished(
+                        topic,
+                        stage.name,
+                        r.model,
+                        r.output,
+                        0,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        started,
+                        self.clock(),
+                        cost=0.0 if recalled.source == "reused" else r.cost,
+                        cached_tokens=r.cached_tokens,
+                        fingerprint=key,
+                        source=recalled.source,
+                        record=recalled.record,
+                    )
+                )
+                return r.output
         response, attempts = await self._call(topic, stage.name, request, started)
-        await self.emit(
-            StageFinished(
-                topic,
-                stage.name,
-                response.model,
-                response.text,
-                attempts,
-                response.prompt_tokens,
-                response.completion_tokens,
-                started,
-                self.clock(),
+        try:  # the call counts as in flight until its stage is saved (see drain)
+            cost = None
+            if self.prices is not None:
+                # Priced as the model asked for: providers answer with dated snapshot names.
+                cost = self.prices.cost(
+                    request.model,
+                    prompt_tokens=response.prompt_tokens,
+                    completion_tokens=response.completion_tokens,
+                    cached_tokens=response.cached_tokens,
+                )
+            if self.budget is not None:
+                self.budget.book(topic, stage.name, cost)
+            await self.emit(
+                StageFinished(
+                    topic,
+                    stage.name,
+                    response.model,
+                    response.text,
+                    attempts,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    started,
+                    self.clock(),
+                    cost=cost,
+                    cached_tokens=response.cached_tokens,
+                    fingerprint=key,
+                )
             )
-        )
+        finally:
+            self._call_done()
         return response.text
+
+    def _call_done(self) -> None:
+        self._calls_in_flight -= 1
+        if self._calls_in_flight == 0 and self._idle is not None:
+            self._idle.set()
 
     async def _call(
         self, topic: Topic, stage: str, request: ChatRequest, stage_started: float
@@ -328,9 +441,11 @@ class Engine:
             if started - waiting > 0.001:
                 await self.emit(Waited(topic, stage, "limiter", waiting, started))
             await self.emit(CallStarted(topic, stage, attempt, request.model, started))
+            self._calls_in_flight += 1
             try:
                 response = await self.client.complete(request)
             except Exception as exc:
+                self._call_done()
                 error = (
                     exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
                 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ._client import ChatResponse
 from ._topics import Topic
@@ -34,6 +34,12 @@ class RunStarted:
     endpoint: str
     topics: int
     stages: Sequence[str]
+    max_cost: float | None = None
+    # A resumed run: when it first started, how long its earlier sessions ran, which
+    # session this is.
+    first_started: datetime | None = None
+    earlier_wall_s: float = 0.0
+    session: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,11 @@ class CallFailed:
 
 @dataclass(frozen=True, slots=True)
 class StageFinished:
+    """A stage has its output: from a call (``source="call"``), from an identical request
+    stored earlier (``"reused"``: no call, nothing spent), or restored from the earlier
+    session of a resumed run (``"resumed"``: ``record`` is the stage as that session wrote
+    it). ``cost`` is what this stage spent now, in USD; None when the price is unknown."""
+
     topic: Topic
     stage: str
     model: str
@@ -101,6 +112,11 @@ class StageFinished:
     completion_tokens: int
     started: float
     at: float
+    cost: float | None = None
+    cached_tokens: int = 0
+    fingerprint: str = ""
+    source: Literal["call", "reused", "resumed"] = "call"
+    record: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +138,16 @@ class ChainFinished:
     error: str | None
     started: float
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRestored:
+    """A resumed run's topic that finished in an earlier session: it does not run again.
+    ``record`` is its manifest record as that session wrote it."""
+
+    topic: Topic
+    status: ChainStatus
+    record: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +181,7 @@ Event = (
     | StageFinished
     | StageErrored
     | ChainFinished
+    | TopicRestored
     | RetryPassStarted
     | RunFinished
 )

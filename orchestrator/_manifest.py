@@ -8,7 +8,7 @@ while the run goes on, and once at the end — not per call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -26,6 +26,7 @@ from ._events import (
     StageErrored,
     StageFinished,
     StageStarted,
+    TopicRestored,
     Waited,
 )
 from ._files import atomic_write_text
@@ -49,8 +50,12 @@ class StageRecord(BaseModel):
     attempts: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    cost: float | None = None
-    cached: bool | None = None
+    cost: float | None = Field(
+        None, description="USD this stage spent (0 when reused); null when the price is unknown"
+    )
+    cached: bool | None = Field(
+        None, description="served from the store: an identical request was answered before"
+    )
     output: str | None = Field(None, description="the stage's output file, relative to the run")
     error: str | None = None
 
@@ -84,6 +89,7 @@ class TopicRecord(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     latency_s: float | None = None
+    cost: float | None = Field(None, description="USD; null when a stage's price is unknown")
     stages: list[StageRecord] = Field(default_factory=list)
 
 
@@ -104,7 +110,10 @@ class Totals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cost: float | None = None
+    reused: int = Field(0, description="stages served from the store instead of a call")
+    cost: float | None = Field(
+        None, description="USD spent by the run (all sessions); null when a price is unknown"
+    )
 
 
 class Parallelism(BaseModel):
@@ -132,7 +141,11 @@ class RunManifest(BaseModel):
     stages: list[str]
     started_at: datetime
     ended_at: datetime | None = None
-    wall_time_s: float | None = None
+    wall_time_s: float | None = Field(
+        None, description="seconds of running, summed over the sessions of a resumed run"
+    )
+    sessions: int = Field(1, description="1, plus one per resume")
+    max_cost: float | None = Field(None, description="the budget in USD (--max-cost), if any")
     totals: Totals = Field(default_factory=Totals)
     parallelism: Parallelism | None = None
     topics: list[TopicRecord] = Field(default_factory=list)
@@ -161,6 +174,7 @@ class ManifestObserver:
         self._t0 = 0.0
         self._wall0 = datetime.now().astimezone()
         self._next_write = 0.0
+        self._earlier_wall = 0.0
         self._open_stage: dict[tuple[int, str], StageRecord] = {}
 
     def _when(self, at: float) -> datetime:
@@ -198,9 +212,15 @@ class ManifestObserver:
                 m.totals.failed_calls += 1
                 if getattr(error, "status", None) == 429 and not is_quota_error(error):
                     m.totals.rate_limited = (m.totals.rate_limited or 0) + 1
+            case StageFinished(source="resumed", record=dict() as earlier):
+                # Finished in an earlier session of this run: exactly as it was written then.
+                del self._open_stage[(event.topic.index, event.stage)]
+                stages = m.topics[event.topic.index].stages
+                stages[stages.index(self._open_record(event))] = StageRecord.model_validate(earlier)
             case StageFinished():
                 record = self._open_stage.pop((event.topic.index, event.stage))
                 record.status, record.model = "succeeded", event.model
+                record.cost, record.cached = event.cost, event.source == "reused"
                 record.ended_at = self._when(event.at)
                 record.latency_s = round(event.at - event.started, 6)
                 record.prompt_tokens = event.prompt_tokens
@@ -211,6 +231,8 @@ class ManifestObserver:
                 record.status, record.error = "failed", str(event.error)
                 record.ended_at = self._when(event.at)
                 record.latency_s = round(event.at - event.started, 6)
+            case TopicRestored(topic=topic, record=record):
+                m.topics[topic.index] = TopicRecord.model_validate(record)
             case ChainFinished():
                 rec = m.topics[event.topic.index]
                 rec.status, rec.ended_at = event.status, self._when(event.at)
@@ -220,12 +242,14 @@ class ManifestObserver:
             case RunFinished():
                 m.status, m.ended_at = event.status, self._when(event.at)
                 m.stop_reason = event.reason
-                m.wall_time_s = round(event.at - self._t0, 6)
-                for (index, _), record in self._open_stage.items():
-                    # Stopped mid-chain: the topic is not done, so it is pending again.
+                m.wall_time_s = round(self._earlier_wall + event.at - self._t0, 6)
+                for record in self._open_stage.values():
                     record.status = "interrupted"
-                    m.topics[index].status = "pending"
                 self._open_stage.clear()
+                for topic_record in m.topics:
+                    if topic_record.status == "running":
+                        # Stopped mid-chain: the topic is not done, so it is pending again.
+                        topic_record.status = "pending"
                 if event.status == "stopped":  # halted on purpose: what never ran is skipped
                     for topic_record in m.topics:
                         if topic_record.status == "pending":
@@ -235,8 +259,29 @@ class ManifestObserver:
         if self.clock() >= self._next_write:
             self.write()
 
+    def _open_record(self, event: StageFinished) -> StageRecord:
+        for record in reversed(self.manifest.topics[event.topic.index].stages):  # type: ignore[union-attr]
+            if record.name == event.stage:
+                return record
+        raise KeyError(event.stage)
+
+    def stage_record(self, topic: int, stage: str) -> dict[str, object]:
+        """The latest record of ``stage`` of topic ``topic``, as JSON-ready data."""
+        assert self.manifest is not None
+        for record in reversed(self.manifest.topics[topic].stages):
+            if record.name == stage:
+                return record.model_dump(mode="json")
+        raise KeyError(stage)
+
+    def topic_record(self, topic: int) -> dict[str, object]:
+        """Topic ``topic``'s record, as JSON-ready data."""
+        assert self.manifest is not None
+        self._sum_topic(self.manifest.topics[topic])
+        return self.manifest.topics[topic].model_dump(mode="json")
+
     def _start(self, event: RunStarted) -> None:
         self._t0, self._wall0 = event.at, event.wall_start
+        self._earlier_wall = event.earlier_wall_s
         self.manifest = RunManifest(
             run_id=event.run_id,
             mode=event.mode,
@@ -247,7 +292,9 @@ class ManifestObserver:
             chain_file=self._files[1],
             output_dir=self._files[2],
             stages=list(event.stages),
-            started_at=event.wall_start,
+            started_at=event.first_started or event.wall_start,
+            sessions=event.session,
+            max_cost=event.max_cost,
             topics=[TopicRecord(index=t.index, topic=t.text, slug=t.slug) for t in self._topics],
         )
         self.write()
@@ -272,12 +319,31 @@ class ManifestObserver:
             limiter=round(sum(r.waits.limiter for r in m.topics), 6),
             backoff=round(sum(r.waits.backoff for r in m.topics), 6),
         )
-        t.prompt_tokens = sum(s.prompt_tokens or 0 for s in stages)
-        t.completion_tokens = sum(s.completion_tokens or 0 for s in stages)
+        spent = [s for s in stages if not s.cached]  # a reused stage cost nothing now
+        t.prompt_tokens = sum(s.prompt_tokens or 0 for s in spent)
+        t.completion_tokens = sum(s.completion_tokens or 0 for s in spent)
         t.total_tokens = t.prompt_tokens + t.completion_tokens
+        t.reused = len(stages) - len(spent)
+        for topic_record in m.topics:
+            self._sum_topic(topic_record)
+        t.cost = _sum_costs(s.cost for s in stages if s.status == "succeeded")
         started = self.clock()
         atomic_write_text(self.path, m.model_dump_json(indent=2) + "\n")
         # A huge manifest (100k topics takes seconds to write) must not eat the run: keep
         # writing under a tenth of the time, whatever the interval.
         now = self.clock()
         self._next_write = now + max(self.interval, 10 * (now - started))
+
+    @staticmethod
+    def _sum_topic(record: TopicRecord) -> None:
+        record.cost = _sum_costs(s.cost for s in record.stages if s.status == "succeeded")
+
+
+def _sum_costs(costs: Iterable[float | None]) -> float | None:
+    """The sum in USD, or None if any part is unknown: a partial sum would look like a total."""
+    total = 0.0
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return round(total, 9)

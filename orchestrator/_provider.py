@@ -31,10 +31,20 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """What a run is talking to (never includes a secret: see ``redact_url``)."""
+    """What a run is talking to (never includes a secret: see ``redact_url``).
+
+    ``identity`` names whoever writes the answers, for stage reuse: the base URL of a real
+    endpoint, while the embedded simulator, on a new port every run, is named by the one
+    setting that shapes its text. A simulated answer is never reused for a real model.
+    """
 
     provider: str
     base_url: str
+    identity: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.identity or self.base_url
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,8 @@ async def open_client(
                 timeout=request_timeout,
             )
             try:
-                yield client, Endpoint("simulated", client.base_url)
+                identity = f"simulated:output_tokens={server.settings.output_tokens}"
+                yield client, Endpoint("simulated", client.base_url, identity)
             finally:
                 await client.aclose()
         return

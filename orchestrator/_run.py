@@ -9,24 +9,29 @@ import asyncio
 import contextlib
 import difflib
 import os
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from ._budget import Budget, check_budget
 from ._client import ChatClient, ChatRequest
+from ._control import RunControl
 from ._engine import Engine
 from ._errors import CallError, ConfigError, OrchestrateError, RunError
-from ._events import Observer, RunFinished, RunStarted
+from ._events import Observer, RunFinished, RunStarted, TopicRestored
 from ._failed import FailedTopicsWriter
 from ._files import create_run_dir, point_latest
 from ._headers import rate_limit_info
 from ._limits import Limit, Limiters
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
+from ._persist import StoreObserver
 from ._plan import Plan, load_plan
+from ._prices import Prices
 from ._provider import (
     Endpoint,
     OpenAISettings,
@@ -35,7 +40,12 @@ from ._provider import (
     openai_settings,
     redact_url,
 )
+from ._resume import ResumeState, find_resumable, load_state, plan_hash, session_settings
+from ._reuse import StoreRecall
 from ._sim._settings import SimSettings, resolve_sim_settings
+from ._store import RunRecord, Store
+
+STORE_FILE = "state.db"
 
 
 async def run(
@@ -50,10 +60,14 @@ async def run(
     rpm: int | None = None,
     tpm: int | None = None,
     retry_passes: int | None = None,
+    max_cost: float | None = None,
+    resume: bool = False,
+    fresh: bool = False,
     sim: Mapping[str, Any] | None = None,
     observers: Sequence[Observer] = (),
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
+    control: RunControl | None = None,
 ) -> RunManifest:
     """Run the chain over every topic in ``topics`` and return the run's manifest.
 
@@ -66,6 +80,12 @@ async def run(
     ``retry_passes`` overrides the chain's. ``client`` replaces the provider (for tests and
     custom transports); ``sim`` overrides simulated-provider settings like the ``serve-sim``
     flags do; ``environ`` defaults to ``os.environ``.
+
+    Every finished stage is committed to ``<out>/state.db`` before its chain goes on. A
+    stage whose request was answered before is served from there (``fresh=True`` calls it
+    again). ``resume=True`` continues the newest unfinished run of the same topics file, in
+    its own folder, if there is one. ``max_cost`` (USD) starts no chain that could pass it.
+    ``control`` lets a signal handler interrupt the run gracefully (see ``RunControl``).
     """
     setup = prepare(
         topics,
@@ -77,15 +97,112 @@ async def run(
         rpm=rpm,
         tpm=tpm,
         retry_passes=retry_passes,
+        max_cost=max_cost,
+        fresh=fresh,
         sim=sim,
         client=client,
         environ=environ,
     )
-    # Everything the user could have got wrong is checked; only now does a run folder appear.
+    # Everything the user could have got wrong is checked; only now do the store and a run
+    # folder appear.
     out = Path(out)
-    run_id, run_dir = create_run_dir(out)
+    async with Store.open(out / STORE_FILE) as store:
+        state = None
+        if resume:
+            earlier = find_resumable(store, setup.plan.topics_file)
+            if earlier is not None:
+                state = load_state(store, earlier, setup.plan)
+        return await _session(setup, out, store, state, observers=observers, control=control)
+
+
+async def resume(
+    run_id: str,
+    *,
+    out: str | Path = "outputs",
+    concurrency: int | None = None,
+    max_cost: float | None = None,
+    retry_passes: int | None = None,
+    observers: Sequence[Observer] = (),
+    client: ChatClient | None = None,
+    environ: Mapping[str, str] | None = None,
+    control: RunControl | None = None,
+) -> RunManifest:
+    """Continue run ``run_id`` of the outputs root ``out`` where it stopped, with the
+    settings it started with (``concurrency``, ``max_cost`` and ``retry_passes`` may be
+    changed). ConfigError when it cannot be resumed: unknown, finished, still running, or
+    its topics, chain or agents changed since."""
+    out = Path(out)
+    async with Store.open(out / STORE_FILE) as store:
+        record = store.get_run(run_id)
+        if record is None:
+            known = [r.run_id for r in store.runs()[:5]]
+            raise ConfigError(
+                f"no run {run_id!r} in {out / STORE_FILE}",
+                field="RUN_ID",
+                hint=f"recent runs: {', '.join(known)}" if known else "check --out",
+            )
+        saved = record.settings
+        provider = saved.get("provider", "auto")
+        if provider == "custom" and client is None:
+            raise ConfigError(
+                f"run {run_id} used a client passed in by a program; pass it again",
+                field="client",
+            )
+        setup = prepare(
+            saved["topics"],
+            chain=saved["chain"],
+            concurrency=concurrency if concurrency is not None else saved.get("concurrency"),
+            sequential=bool(saved.get("sequential")) and concurrency in (None, 1),
+            provider="auto" if provider == "custom" else provider,
+            limit=saved.get("limit"),
+            rpm=saved.get("rpm"),
+            tpm=saved.get("tpm"),
+            retry_passes=retry_passes if retry_passes is not None else saved.get("retry_passes"),
+            max_cost=max_cost if max_cost is not None else saved.get("max_cost"),
+            fresh=bool(saved.get("fresh")),
+            sim=saved.get("sim"),
+            client=client,
+            environ=environ,
+        )
+        state = load_state(store, record, setup.plan)
+        return await _session(setup, out, store, state, observers=observers, control=control)
+
+
+async def _session(
+    setup: RunSetup,
+    out: Path,
+    store: Store,
+    state: ResumeState | None,
+    *,
+    observers: Sequence[Observer],
+    control: RunControl | None,
+) -> RunManifest:
+    """One session of a run: a new one, or a resumed one in its own folder."""
+    if state is None:
+        run_id, run_dir = create_run_dir(out)
+        first_started = datetime.now(UTC)
+    else:
+        run_id, run_dir = state.run.run_id, Path(state.run.run_dir)
+        first_started = state.run.started_at
     point_latest(out, run_id)
-    return await setup.execute(run_id, run_dir, observers=observers)
+    now = datetime.now(UTC)
+    store.start_run(
+        RunRecord(
+            run_id=run_id,
+            topics_file=str(setup.plan.topics_file.resolve()),
+            plan_hash=plan_hash(setup.plan),
+            run_dir=str(run_dir),
+            status="running",
+            started_at=first_started,
+            updated_at=now,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            settings=session_settings(setup.settings(), state, now),
+        )
+    )
+    return await setup.execute(
+        run_id, run_dir, observers=observers, store=store, resume=state, control=control
+    )
 
 
 @dataclass(frozen=True)
@@ -107,6 +224,28 @@ class RunSetup:
     rpm: int | None
     tpm: int | None
     client: ChatClient | None = None  # given by the caller, instead of a provider
+    prices: Prices | None = None
+    max_cost: float | None = None
+    fresh: bool = False
+    limit: int | None = None
+    sim: Mapping[str, Any] | None = None  # the simulator flags as given (kept for resume)
+
+    def settings(self) -> dict[str, Any]:
+        """The flags this setup was made from, as JSON data: what ``resume`` runs with."""
+        return {
+            "topics": str(self.plan.topics_file.resolve()),
+            "chain": str(self.plan.chain_file.resolve()),
+            "concurrency": self.width,
+            "sequential": self.sequential,
+            "provider": self.provider,
+            "limit": self.limit,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "retry_passes": self.retry_passes,
+            "max_cost": self.max_cost,
+            "fresh": self.fresh,
+            "sim": dict(self.sim) if self.sim else None,
+        }
 
     @property
     def workers(self) -> int:
@@ -147,6 +286,9 @@ class RunSetup:
         observers: Sequence[Observer] = (),
         write_outputs: bool = True,
         warm_up: bool = False,
+        store: Store | None = None,
+        resume: ResumeState | None = None,
+        control: RunControl | None = None,
     ) -> RunManifest:
         """Run every topic once (plus retry passes) into ``run_dir``; return the manifest.
 
@@ -155,6 +297,9 @@ class RunSetup:
         tiny call first, outside the run's time, so that what a measurement compares does
         not include the first call's one-off costs: the process's first use of the SDK's
         code paths, and learning the provider's rate limits.
+
+        Without a ``store`` nothing is committed or reused: every stage is called (``compare``
+        and ``bench`` measure calls). ``resume`` is what an earlier session finished.
         """
         limiters = self.limiters()
         async with self.connect() as (chat, endpoint):
@@ -173,6 +318,12 @@ class RunSetup:
                 observers=observers,
                 retry_passes=self.retry_passes,
                 write_outputs=write_outputs,
+                prices=self.prices,
+                max_cost=self.max_cost,
+                fresh=self.fresh,
+                store=store,
+                resume=resume,
+                control=control,
             )
 
 
@@ -187,6 +338,8 @@ def prepare(
     rpm: int | None = None,
     tpm: int | None = None,
     retry_passes: int | None = None,
+    max_cost: float | None = None,
+    fresh: bool = False,
     sim: Mapping[str, Any] | None = None,
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
@@ -208,6 +361,16 @@ def prepare(
     passes = plan.chain.retry_passes if retry_passes is None else retry_passes
     if passes < 0:
         raise ConfigError(f"must be 0 or more, got {passes}", field="--retry-passes")
+
+    prices = Prices(plan.chain.prices)
+    prices.unknown(stage.model for stage in plan.stages)  # loads the price list now, not mid-run
+    budget = plan.chain.budget.max_cost if max_cost is None else max_cost
+    check_budget(
+        budget,
+        plan.stages,
+        prices,
+        source="--max-cost" if max_cost is not None else f"{plan.chain_file}: budget.max_cost",
+    )
 
     chosen: Literal["openai", "simulated", "custom"] = "custom"
     openai_config = sim_settings = None
@@ -233,6 +396,11 @@ def prepare(
         rpm=rpm,
         tpm=tpm,
         client=client,
+        prices=prices,
+        max_cost=budget,
+        fresh=fresh,
+        limit=limit,
+        sim=sim,
     )
     setup.limiters()  # checks the limits against the stages now, not at the first call
     return setup
@@ -306,6 +474,12 @@ async def _execute(
     observers: Sequence[Observer],
     retry_passes: int,
     write_outputs: bool = True,
+    prices: Prices | None = None,
+    max_cost: float | None = None,
+    fresh: bool = False,
+    store: Store | None = None,
+    resume: ResumeState | None = None,
+    control: RunControl | None = None,
 ) -> RunManifest:
     manifest = ManifestObserver(
         run_dir / "run.json",
@@ -320,14 +494,24 @@ async def _execute(
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
         ]
+    saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
+    budget = None
+    if max_cost is not None and prices is not None:
+        budget = Budget(max_cost, plan.stages, prices, spent=resume.spent if resume else 0.0)
     engine = Engine(
         plan.stages,
         client=client,
         concurrency=workers,
-        observers=[*writers, manifest, *observers],
+        observers=[*writers, manifest, *saving, *observers],
         limiters=limiters,
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,
+        identity=endpoint.key,
+        recall=StoreRecall(store, resumed=resume.stages if resume else None, fresh=fresh)
+        if store
+        else None,
+        prices=prices,
+        budget=budget,
     )
     await engine.emit(
         RunStarted(
@@ -340,10 +524,19 @@ async def _execute(
             endpoint=endpoint.base_url,
             topics=len(plan.topics),
             stages=[s.name for s in plan.stages],
+            max_cost=max_cost,
+            first_started=resume.run.started_at if resume else None,
+            earlier_wall_s=resume.earlier_wall_s if resume else 0.0,
+            session=resume.session if resume else 1,
         )
     )
-    async with _finish_on_exit(engine):
-        await engine.run(plan.topics, retry_passes=retry_passes)
+    finished = resume.finished if resume else {}
+    for topic in plan.topics:
+        if topic.index in finished:
+            await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index]))
+    todo = [t for t in plan.topics if t.index not in finished]
+    async with (control or RunControl()).watch(engine), _finish_on_exit(engine):
+        await engine.run(todo, retry_passes=retry_passes)
     assert manifest.manifest is not None  # set by RunStarted above
     return manifest.manifest
 
@@ -362,7 +555,7 @@ async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
         with contextlib.suppress(OrchestrateError):
             await engine.emit(RunFinished(engine.clock(), "failed"))
         raise
-    if engine.halt_reason is not None:
-        await engine.emit(RunFinished(engine.clock(), "stopped", engine.halt_reason))
+    if engine.stop_reason is not None:
+        await engine.emit(RunFinished(engine.clock(), "stopped", engine.stop_reason))
     else:
         await engine.emit(RunFinished(engine.clock(), "finished"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -22,16 +23,20 @@ from ._bench import bench as run_bench
 from ._bench_report import print_bench
 from ._compare import compare as compare_topics
 from ._compare_report import print_comparison
-from ._console import ProgressPrinter, print_summary
-from ._errors import ConfigError, RunError
+from ._console import ProgressPrinter, print_summary, resume_command
+from ._control import RunControl
+from ._errors import ConfigError, RunError, StoreError
 from ._events import Event, Observer, RunStarted
+from ._manifest import RunManifest
 from ._plan import find_chain, load_chain
 from ._provider import PROVIDER_CHOICES
+from ._run import resume as resume_run
 from ._run import run as run_topics
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings, resolve_sim_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+NOTHING_STARTED = "nothing was started"
 
 
 def _configure_logging(verbose: int) -> None:
@@ -54,12 +59,55 @@ def _run_async(make: Callable[[], Coroutine[Any, Any, int]], *, saved: Callable[
     except ConfigError as exc:
         _error(exc.render())
         return EXIT_USAGE
+    except StoreError as exc:
+        # The store is opened before anything runs: then it is the user's to fix (exit 2).
+        _error(f"{exc}\n  {saved()}")
+        return EXIT_USAGE if saved() == NOTHING_STARTED else EXIT_FAILED
     except RunError as exc:
         _error(f"{exc}\n  {saved()}")
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo(f"\ninterrupted: {saved()}", err=True)
         return EXIT_INTERRUPTED
+
+
+def _interruptible(control: RunControl) -> None:
+    """Route Ctrl-C (and SIGTERM) to ``control``: the first drains the run, the second
+    cancels it; before and after the run itself, an interrupt cancels the program."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def on_signal() -> None:
+        if not control.watching:
+            main_task.cancel()
+            return
+        control.interrupt()
+        if control.interrupts == 1:
+            click.echo(
+                f"\nstopping: nothing new starts; waiting up to {control.grace:.0f}s for the "
+                "calls in flight to finish and be saved (Ctrl-C again to stop now)",
+                err=True,
+            )
+        else:
+            click.echo("\nstopping now", err=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def _finish(manifest: RunManifest) -> int:
+    """Print the summary; the exit code the run deserves."""
+    print_summary(manifest)
+    if manifest.status == "interrupted":
+        click.echo(
+            f"interrupted: finished work is saved in {manifest.output_dir}\n"
+            f"  to continue: {resume_command(manifest)}",
+            err=True,
+        )
+        return EXIT_INTERRUPTED
+    t = manifest.totals
+    return EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
 
 
 class _RunFolder:
@@ -76,7 +124,7 @@ class _RunFolder:
 
     def saved_message(self) -> str:
         if self.run_id is None:
-            return "nothing was started"
+            return NOTHING_STARTED
         if self.comparison:  # compare-<id>-<mode> runs in compare-<id>/<mode>/
             compare_id, mode = self.run_id.rsplit("-", 1)
             return (
@@ -155,6 +203,21 @@ def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Chains in flight at once (default: the chain file's `concurrency`).",
 )
 @click.option("--sequential", is_flag=True, help="One chain at a time (same code, one worker).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the newest unfinished run of TOPICS in its own folder (a new run if none).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Call every stage, even one whose identical request is answered in the store.",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Budget in USD: start no chain that could take the run's spend past it.",
+)
 @_shared_run_options
 def run_command(
     topics: Path,
@@ -168,8 +231,15 @@ def run_command(
     tpm: int | None,
     retry_passes: int | None,
     quiet: bool,
+    resume: bool,
+    fresh: bool,
+    max_cost: float | None,
 ) -> None:
     """Run the chain over every topic in TOPICS.
+
+    Every finished stage is saved in OUT/state.db before its chain goes on; a stage whose
+    request is unchanged since any earlier run is served from there (--fresh: call it
+    again). Ctrl-C stops gracefully and prints the command that resumes the run.
 
     \b
     Examples:
@@ -177,12 +247,15 @@ def run_command(
       orchestrate run configs/topics.example.yaml -c 10
       orchestrate run my-topics.yaml --sequential --out results
       orchestrate run my-topics.yaml -c 64 --rpm 1200 --tpm 200000 --retry-passes 2
-      OPENAI_API_KEY=sk-... orchestrate run my-topics.yaml
+      orchestrate run my-topics.yaml --resume
+      OPENAI_API_KEY=sk-... orchestrate run my-topics.yaml --max-cost 2.50
     """
 
     folder = _RunFolder(out)
 
     async def go() -> int:
+        control = RunControl()
+        _interruptible(control)
         observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
         manifest = await run_topics(
             topics,
@@ -195,11 +268,72 @@ def run_command(
             rpm=rpm,
             tpm=tpm,
             retry_passes=retry_passes,
+            max_cost=max_cost,
+            resume=resume,
+            fresh=fresh,
             observers=observers,
+            control=control,
         )
-        print_summary(manifest)
-        t = manifest.totals
-        return EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
+        return _finish(manifest)
+
+    sys.exit(_run_async(go, saved=folder.saved_message))
+
+
+@main.command("resume")
+@click.argument("run_id")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("outputs"),
+    show_default=True,
+    help="Outputs root the run is in.",
+)
+@click.option(
+    "-c", "--concurrency", type=click.IntRange(min=1), help="Chains in flight at once now."
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    help="A new budget in USD for the whole run (what it spent so far counts).",
+)
+@click.option(
+    "--retry-passes", type=click.IntRange(min=0), help="Passes over chains that still fail."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the results.")
+def resume_command_(
+    run_id: str,
+    out: Path,
+    concurrency: int | None,
+    max_cost: float | None,
+    retry_passes: int | None,
+    quiet: bool,
+) -> None:
+    """Continue run RUN_ID where it stopped: same id, same folder, same settings.
+
+    Topics it finished stay as they are; stages it finished are not called again. It
+    refuses when the topics, the chain or an agent file changed since the run started.
+
+    \b
+    Examples:
+      orchestrate resume 20261122-153012-a3f9
+      orchestrate resume 20261122-153012-a3f9 --out results -c 8 --max-cost 5
+    """
+    folder = _RunFolder(out)
+
+    async def go() -> int:
+        control = RunControl()
+        _interruptible(control)
+        observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
+        manifest = await resume_run(
+            run_id,
+            out=out,
+            concurrency=concurrency,
+            max_cost=max_cost,
+            retry_passes=retry_passes,
+            observers=observers,
+            control=control,
+        )
+        return _finish(manifest)
 
     sys.exit(_run_async(go, saved=folder.saved_message))
 

@@ -241,7 +241,7 @@ async def test_api_key_is_sent_but_never_written(
     assert secret not in out + err
     for path in (project / "outputs").rglob("*"):
         if path.is_file():
-            assert secret not in path.read_text()
+            assert secret.encode() not in path.read_bytes(), path  # state.db included
 
 
 async def test_provider_simulated_wins_over_a_key_in_the_environment(project: Path) -> None:
@@ -292,8 +292,10 @@ async def test_ctrl_c_exits_130_and_keeps_finished_work(project: Path) -> None:
     assert "Traceback" not in err.decode(), err.decode()
     manifest = manifest_of(project / "outputs")
     assert manifest.status == "interrupted"
-    assert "finished topics are saved in outputs/" in err.decode()
+    assert f"to continue: orchestrate resume {manifest.run_id}\n" in err.decode()
     assert not [t for t in manifest.topics if t.status == "running"], "in flight -> pending"
+    # The calls in flight were given time to finish: no stage was cut off.
+    assert not [s for t in manifest.topics for s in t.stages if s.status == "interrupted"]
     done = [t for t in manifest.topics if t.status == "succeeded"]
     assert len(done) >= 2
     assert len(done) < 10
@@ -410,7 +412,7 @@ async def test_cli_out_of_quota_stops_at_once_exits_1_and_says_why(project: Path
     assert manifest.totals.calls <= 3
     assert manifest.totals.skipped >= 7
     assert (Path(manifest.output_dir) / "failed.yaml").is_file()
-    assert "orchestrate run" in out and "failed.yaml" in out
+    assert f"to continue this run: orchestrate resume {manifest.run_id}" in out
 
 
 async def test_cli_finishes_every_topic_through_5xx_and_dropped_connections(
