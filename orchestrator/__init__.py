@@ -5,11 +5,13 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
     import asyncio, orchestrator
     manifest = asyncio.run(orchestrator.run("configs/topics.example.yaml", concurrency=5))
     report = asyncio.run(orchestrator.compare("configs/topics.example.yaml", concurrency=5))
+    manifest = asyncio.run(orchestrator.resume(manifest.run_id))  # after an interruption
 """
 
 from ._bench import BenchCell, BenchReport, bench
 from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
 from ._compare import CompareReport, compare
+from ._control import RunControl
 from ._engine import ChainResult, Engine
 from ._errors import (
     CallError,
@@ -18,6 +20,7 @@ from ._errors import (
     OutputError,
     RunError,
     StageFailed,
+    StoreError,
 )
 from ._events import (
     CallFailed,
@@ -33,13 +36,15 @@ from ._events import (
     StageErrored,
     StageFinished,
     StageStarted,
+    TopicRestored,
     Waited,
 )
 from ._limits import Limit
 from ._manifest import RunManifest
 from ._plan import Plan, Stage, load_plan
+from ._prices import ModelPrice
 from ._retry import RetryPolicy
-from ._run import run
+from ._run import resume, run
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings
 from ._topics import Topic
@@ -62,6 +67,7 @@ __all__ = [
     "Engine",
     "Event",
     "Limit",
+    "ModelPrice",
     "Observer",
     "OpenAIChatClient",
     "OrchestrateError",
@@ -69,6 +75,7 @@ __all__ = [
     "Plan",
     "RetryPassStarted",
     "RetryPolicy",
+    "RunControl",
     "RunError",
     "RunFinished",
     "RunManifest",
@@ -80,10 +87,13 @@ __all__ = [
     "StageFailed",
     "StageFinished",
     "StageStarted",
+    "StoreError",
     "Topic",
+    "TopicRestored",
     "Waited",
     "bench",
     "compare",
     "load_plan",
+    "resume",
     "run",
 ]

@@ -24,8 +24,8 @@ from ._client import ChatClient
 from ._errors import ConfigError
 from ._events import Observer
 from ._files import atomic_write_text, create_run_dir
-from ._run import RunSetup, prepare
 from ._schedule import rounds, uniform_time
+from ._setup import RunSetup, prepare
 
 SCHEMA_VERSION = 1
 DEFAULT_SIZES = (10, 50, 100)

@@ -22,8 +22,8 @@ from ._compare_report import plural, render_markdown
 from ._events import ChainFinished, Event, Observer
 from ._files import atomic_write_text, create_run_dir
 from ._manifest import RunManifest
-from ._run import RunSetup, prepare
 from ._schedule import best_speedup, list_schedule, rounds
+from ._setup import RunSetup, prepare
 
 SCHEMA_VERSION = 1
 Mode = Literal["sequential", "parallel"]

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from ._brake import Brake
 from ._budget import Budget, Pricing
 from ._client import ChatClient, ChatRequest, ChatResponse
 from ._errors import CallError, CallNotSent, RunError, StageFailed
@@ -108,97 +109,42 @@ class Engine:
         # use, so events, waits and limits all share one time line.
         self.clock: Clock = clock or (lambda: asyncio.get_running_loop().time())
         self.sleep = sleep
-        self._stopping = False
-        self._stop_reason: str | None = None
-        self._halt_reason: str | None = None
-        self._halted: asyncio.Event | None = None  # made on first use, inside the loop
-        self._draining = False
-        self._calls_in_flight = 0
-        self._idle: asyncio.Event | None = None
+        self.brake = Brake()
 
+    # Stopping, halting and draining live in the Brake; these are the engine's handles on it.
     @property
     def stopping(self) -> bool:
-        """True once ``stop()`` was called: no new chain starts."""
-        return self._stopping
-
-    def stop(self, reason: str | None = None) -> None:
-        """Start no new chain; chains already in flight run to their end. With a
-        ``reason`` (a budget reached) the run ends as ``stopped``, and says why."""
-        self._stopping = True
-        self._stop_reason = self._stop_reason or reason
+        """True once the run was stopped, halted or drained: no new chain starts."""
+        return self.brake.stopping
 
     @property
     def stop_reason(self) -> str | None:
         """Why the run stopped on purpose (out of quota, budget reached), or None."""
-        return self._stop_reason
-
-    def drain(self) -> None:
-        """Start nothing new — no chain, no stage, no call, no retry — and let the calls
-        already sent come back (Ctrl-C). Whoever drains decides how long to wait for
-        ``idle()`` and then cancels the run; what was parked is simply unfinished."""
-        self._draining = True
-        self.stop()
-        if self._halted is not None:
-            self._halted.set()  # calls waiting for a limiter give up their wait
-
-    @property
-    def calls_in_flight(self) -> int:
-        return self._calls_in_flight
-
-    async def idle(self) -> None:
-        """Return once no call is in flight."""
-        if self._calls_in_flight == 0:
-            return
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        self._idle.clear()
-        await self._idle.wait()
-
-    async def _park(self) -> NoReturn:
-        """Wait, without doing anything, until the draining run is cancelled."""
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.brake.stop_reason
 
     @property
     def halt_reason(self) -> str | None:
         """Why the run was halted (e.g. out of quota), or None."""
-        return self._halt_reason
+        return self.brake.halt_reason
+
+    def stop(self, reason: str | None = None) -> None:
+        """Start no new chain; chains already in flight run to their end. With a
+        ``reason`` (a budget reached) the run ends as ``stopped``, and says why."""
+        self.brake.stop(reason)
 
     def halt(self, reason: str) -> None:
         """Stop at once: no new chain starts, no new call is sent, and calls waiting for a
         rate limiter give up their wait."""
-        self._halt_reason = self._halt_reason or reason
-        self.stop(reason)
-        if self._halted is not None:
-            self._halted.set()
+        self.brake.halt(reason)
 
-    async def _acquire(self, limiter: ModelLimiter, tokens: int) -> None:
-        """Wait for the limiter — unless the run is halted meanwhile (then CallNotSent) or
-        drained (then park: the call was never sent, its stage is simply unfinished)."""
-        if self._draining:
-            await self._park()
-        if self._halt_reason is None and limiter.ready(tokens):
-            await limiter.acquire(tokens)  # goes straight through: no tasks, no loop turn
-        elif self._halt_reason is None:
-            if self._halted is None:
-                self._halted = asyncio.Event()
-            waiting = asyncio.ensure_future(limiter.acquire(tokens))
-            halted = asyncio.ensure_future(self._halted.wait())
-            try:
-                await asyncio.wait((waiting, halted), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                halted.cancel()
-                if not waiting.done():
-                    waiting.cancel()
-            if waiting.done() and not waiting.cancelled():
-                waiting.result()  # re-raises a failure of the limiter itself
-            elif self._draining:
-                await self._park()
-        if self._draining:
-            limiter.refund(tokens)
-            await self._park()
-        if self._halt_reason is not None:
-            raise CallNotSent(f"not sent: {self._halt_reason}")
+    def drain(self) -> None:
+        """Start nothing new — no chain, stage, call or retry — and let the calls already
+        sent come back and be saved (Ctrl-C); see ``Brake.drain``."""
+        self.brake.drain()
+
+    async def idle(self) -> None:
+        """Return once no call is in flight (a finished call counts until it is saved)."""
+        await self.brake.idle()
 
     async def run(self, topics: Sequence[Topic], *, retry_passes: int = 0) -> list[ChainResult]:
         """Run every chain, then up to ``retry_passes`` passes over the chains that failed on
@@ -206,7 +152,7 @@ class Engine:
         results = {r.topic.index: r for r in await self.run_pass(topics)}
         for number in range(1, retry_passes + 1):
             again = [r for r in results.values() if r.status == "failed" and r.transient]
-            if not again or self._stopping:
+            if not again or self.brake.stopping:
                 break
             await self.emit(RetryPassStarted(number, len(again), self.clock()))
             done = {r.topic.index: r.outputs for r in again}
@@ -235,7 +181,7 @@ class Engine:
 
         async def worker() -> None:
             # Sharing one iterator is safe: next() never awaits, so no two workers interleave.
-            while not self._stopping and (topic := next(pending, None)) is not None:
+            while not self.brake.stopping and (topic := next(pending, None)) is not None:
                 if self.budget is not None and not self.budget.admit(topic):
                     self.stop(self.budget.refusal(topic))
                     break
@@ -272,8 +218,7 @@ class Engine:
         for stage in self.stages:
             if stage.name in outputs:
                 continue
-            if self._draining:
-                await self._park()
+            await self.brake.check()
             try:
                 output = await self.run_stage(topic, stage, context)
             except StageFailed as exc:
@@ -371,13 +316,8 @@ class Engine:
                 )
             )
         finally:
-            self._call_done()
+            self.brake.call_done()
         return response.text
-
-    def _call_done(self) -> None:
-        self._calls_in_flight -= 1
-        if self._calls_in_flight == 0 and self._idle is not None:
-            self._idle.set()
 
     async def _call(
         self, topic: Topic, stage: str, request: ChatRequest, stage_started: float
@@ -436,16 +376,16 @@ class Engine:
         answered = False
         try:
             waiting = self.clock()
-            await self._acquire(limiter, reserved)  # a halted run raises CallNotSent here
+            await self.brake.acquire(limiter, reserved)  # halted: CallNotSent; drained: parks
             started = self.clock()
             if started - waiting > 0.001:
                 await self.emit(Waited(topic, stage, "limiter", waiting, started))
             await self.emit(CallStarted(topic, stage, attempt, request.model, started))
-            self._calls_in_flight += 1
+            self.brake.call_started()
             try:
                 response = await self.client.complete(request)
             except Exception as exc:
-                self._call_done()
+                self.brake.call_done()
                 error = (
                     exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
                 )

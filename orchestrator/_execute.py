@@ -1,0 +1,130 @@
+"""One execution of a checked plan: the engine with its observers, from ``RunStarted`` to
+``RunFinished``, whatever happens in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+from ._budget import Budget
+from ._client import ChatClient
+from ._control import RunControl
+from ._engine import Engine
+from ._errors import OrchestrateError, RunError
+from ._events import Observer, RunFinished, RunStarted, TopicRestored
+from ._failed import FailedTopicsWriter
+from ._limits import Limiters
+from ._manifest import ManifestObserver, RunManifest
+from ._outputs import OutputWriter
+from ._persist import StoreObserver
+from ._plan import Plan
+from ._prices import Prices
+from ._provider import Endpoint
+from ._resume import ResumeState
+from ._reuse import StoreRecall
+from ._store import Store
+
+
+async def execute_plan(
+    plan: Plan,
+    *,
+    client: ChatClient,
+    limiters: Limiters,
+    endpoint: Endpoint,
+    run_id: str,
+    run_dir: Path,
+    width: int,
+    workers: int,
+    sequential: bool,
+    observers: Sequence[Observer],
+    retry_passes: int,
+    write_outputs: bool = True,
+    prices: Prices | None = None,
+    max_cost: float | None = None,
+    fresh: bool = False,
+    store: Store | None = None,
+    resume: ResumeState | None = None,
+    control: RunControl | None = None,
+) -> RunManifest:
+    manifest = ManifestObserver(
+        run_dir / "run.json",
+        plan.topics,
+        topics_file=plan.topics_file,
+        chain_file=plan.chain_file,
+        output_dir=run_dir,
+    )
+    writers: list[Observer] = []
+    if write_outputs:
+        writers = [
+            OutputWriter(run_dir),
+            FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
+        ]
+    saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
+    budget = None
+    if max_cost is not None and prices is not None:
+        budget = Budget(max_cost, plan.stages, prices, spent=resume.spent if resume else 0.0)
+    engine = Engine(
+        plan.stages,
+        client=client,
+        concurrency=workers,
+        observers=[*writers, manifest, *saving, *observers],
+        limiters=limiters,
+        retry=plan.chain.retry,
+        endpoint=endpoint.base_url,
+        identity=endpoint.key,
+        recall=StoreRecall(store, resumed=resume.stages if resume else None, fresh=fresh)
+        if store
+        else None,
+        prices=prices,
+        budget=budget,
+    )
+    await engine.emit(
+        RunStarted(
+            run_id=run_id,
+            at=engine.clock(),
+            wall_start=datetime.now().astimezone(),
+            mode="sequential" if sequential else "parallel",
+            concurrency=width,
+            provider=endpoint.provider,
+            endpoint=endpoint.base_url,
+            topics=len(plan.topics),
+            stages=[s.name for s in plan.stages],
+            max_cost=max_cost,
+            first_started=resume.run.started_at if resume else None,
+            earlier_wall_s=resume.earlier_wall_s if resume else 0.0,
+            session=resume.session if resume else 1,
+        )
+    )
+    finished = resume.finished if resume else {}
+    for topic in plan.topics:
+        if topic.index in finished:
+            await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index]))
+    todo = [t for t in plan.topics if t.index not in finished]
+    async with (control or RunControl()).watch(engine), _finish_on_exit(engine):
+        await engine.run(todo, retry_passes=retry_passes)
+    assert manifest.manifest is not None  # set by RunStarted above
+    return manifest.manifest
+
+
+@asynccontextmanager
+async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
+    """Always close the run — ``finished``, ``interrupted`` (Ctrl-C, cancellation) or
+    ``failed`` (results could not be saved) — so run.json never stays ``running``."""
+    try:
+        yield
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await asyncio.shield(engine.emit(RunFinished(engine.clock(), "interrupted")))
+        raise
+    except RunError:
+        # Saving may be what failed; the original error is the one worth reporting.
+        with contextlib.suppress(OrchestrateError):
+            await engine.emit(RunFinished(engine.clock(), "failed"))
+        raise
+    if engine.stop_reason is not None:
+        await engine.emit(RunFinished(engine.clock(), "stopped", engine.stop_reason))
+    else:
+        await engine.emit(RunFinished(engine.clock(), "finished"))
