@@ -2,8 +2,8 @@
 spend, plus the most this chain could cost, stays within the budget.
 
 A chain's most is priced per stage from an upper bound of its tokens: the prompt rendered
-with every earlier stage's output empty, plus each earlier stage's ``max_tokens`` (what those
-outputs can add at most), plus its own ``max_tokens`` out. As a stage finishes, its
+with every earlier stage's output at its longest (``max_tokens`` worth of text, however many
+times the template uses it), plus its own ``max_tokens`` out. As a stage finishes, its
 reservation gives way to what it really cost; a chain that ends early frees the rest.
 """
 
@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 from ._errors import ConfigError
 from ._plan import Stage
-from ._tokens import estimate_message_tokens
+from ._tokens import CHARS_PER_TOKEN, estimate_message_tokens
 from ._topics import Topic
+
+FALLBACK_PROMPT_TOKENS = 4000
 
 
 class Pricing(Protocol):
@@ -59,14 +61,16 @@ def reservations(stages: Sequence[Stage], topic: Topic, prices: Pricing) -> dict
     earlier = 0
     held: dict[str, float] = {}
     for stage in stages:
-        context[stage.name] = ""
         try:
-            prompt = estimate_message_tokens(stage.messages(context)) + earlier
-        except Exception:  # the template fails on this topic; so will the chain, at no cost
-            prompt = earlier
+            prompt = estimate_message_tokens(stage.messages(context))
+        except Exception:
+            # A template that needs real text (e.g. parses JSON): no rendering bounds it, so
+            # take a generous one — every earlier output three times over, plus a long prompt.
+            prompt = 3 * earlier + FALLBACK_PROMPT_TOKENS
         out = stage.max_tokens or 0
         cost = prices.cost(stage.model, prompt_tokens=prompt, completion_tokens=out)
         held[stage.name] = cost or 0.0
+        context[stage.name] = "x" * (CHARS_PER_TOKEN * out)  # the longest it can be
         earlier += out
     return held
 

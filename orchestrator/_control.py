@@ -46,7 +46,9 @@ class RunControl:
 
     def interrupt(self) -> None:
         """First call: drain, then cancel after ``grace``; any later call: cancel now.
-        Between runs (while one is being set up) it cancels whatever ``watch`` guards."""
+        With no run watched it does nothing (the CLI cancels the program itself then)."""
+        if self._task is None:
+            return
         self.interrupts += 1
         if self._engine is None or self.interrupts > 1:
             self._cancel()
@@ -71,6 +73,7 @@ class RunControl:
         task = asyncio.current_task()
         assert task is not None
         self._engine, self._task, self._cancelled = engine, task, False
+        self.interrupts, self._timer = 0, None  # a control may watch one run after another
         try:
             yield
         except asyncio.CancelledError:

@@ -385,7 +385,6 @@ class Engine:
             try:
                 response = await self.client.complete(request)
             except Exception as exc:
-                self.brake.call_done()
                 error = (
                     exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
                 )
@@ -399,7 +398,10 @@ class Engine:
                     limiter.refund(reserved)  # refused: the provider counted nothing
                     # Everyone calling this model waits, not only this call.
                     limiter.pause(self._capped(error.retry_after, default=1.0))
-                await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
+                try:  # in flight until the failure is recorded, so a drain waits for it
+                    await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
+                finally:
+                    self.brake.call_done()
                 if error is exc:
                     raise
                 raise error from exc

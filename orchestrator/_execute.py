@@ -104,7 +104,9 @@ async def execute_plan(
         if topic.index in finished:
             await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index]))
     todo = [t for t in plan.topics if t.index not in finished]
-    async with (control or RunControl()).watch(engine), _finish_on_exit(engine):
+    # The control's own cancellation ends inside `watch`; the run is then closed as
+    # interrupted because it was drained, and a cancel can never land on that closing.
+    async with _finish_on_exit(engine), (control or RunControl()).watch(engine):
         await engine.run(todo, retry_passes=retry_passes)
     assert manifest.manifest is not None  # set by RunStarted above
     return manifest.manifest
@@ -112,8 +114,9 @@ async def execute_plan(
 
 @asynccontextmanager
 async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
-    """Always close the run — ``finished``, ``interrupted`` (Ctrl-C, cancellation) or
-    ``failed`` (results could not be saved) — so run.json never stays ``running``."""
+    """Always close the run — ``finished``, ``stopped`` (quota, budget), ``interrupted``
+    (drained by Ctrl-C, or cancelled) or ``failed`` (results could not be saved) — so
+    run.json never stays ``running``."""
     try:
         yield
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -124,7 +127,9 @@ async def _finish_on_exit(engine: Engine) -> AsyncIterator[None]:
         with contextlib.suppress(OrchestrateError):
             await engine.emit(RunFinished(engine.clock(), "failed"))
         raise
-    if engine.stop_reason is not None:
+    if engine.brake.draining:  # even if every chain in flight finished within the grace
+        await engine.emit(RunFinished(engine.clock(), "interrupted"))
+    elif engine.stop_reason is not None:
         await engine.emit(RunFinished(engine.clock(), "stopped", engine.stop_reason))
     else:
         await engine.emit(RunFinished(engine.clock(), "finished"))
