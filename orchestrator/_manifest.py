@@ -47,7 +47,9 @@ class StageRecord(BaseModel):
     started_at: datetime
     ended_at: datetime | None = None
     latency_s: float | None = None
-    attempts: int = 0
+    attempts: int = Field(0, description="calls made for this stage (0 when reused)")
+    failed_calls: int = Field(0, description="of those, the calls that failed")
+    rate_limited: int = Field(0, description="of those, the ones refused with a 429")
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost: float | None = Field(
@@ -207,11 +209,11 @@ class ManifestObserver:
                 self._open_stage[(topic.index, stage)] = record
             case CallStarted(topic=topic, stage=stage):
                 self._open_stage[(topic.index, stage)].attempts += 1
-                m.totals.calls += 1
-            case CallFailed(error=error):
-                m.totals.failed_calls += 1
+            case CallFailed(topic=topic, stage=stage, error=error):
+                record = self._open_stage[(topic.index, stage)]
+                record.failed_calls += 1
                 if getattr(error, "status", None) == 429 and not is_quota_error(error):
-                    m.totals.rate_limited = (m.totals.rate_limited or 0) + 1
+                    record.rate_limited += 1
             case StageFinished(source="resumed", record=dict() as earlier):
                 # Finished in an earlier session of this run: exactly as it was written then.
                 del self._open_stage[(event.topic.index, event.stage)]
@@ -311,6 +313,11 @@ class ManifestObserver:
         t.skipped = statuses.count("skipped")
         t.pending = t.topics - t.succeeded - t.failed - t.skipped
         stages = [s for r in m.topics for s in r.stages]
+        # Counted from the stage records, so a resumed run's totals include the calls its
+        # earlier sessions made for what they finished, just as if it had never stopped.
+        t.calls = sum(s.attempts for s in stages)
+        t.failed_calls = sum(s.failed_calls for s in stages)
+        t.rate_limited = sum(s.rate_limited for s in stages)
         # Every call of a stage after its first, retry passes included.
         t.retries = sum(max(0, s.attempts - 1) for s in stages)
         t.recovered = sum(r.status == "succeeded" and r.passes > 1 for r in m.topics)

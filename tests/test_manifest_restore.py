@@ -97,6 +97,8 @@ EARLIER_STAGE: dict[str, Any] = {
     "ended_at": "2026-03-01T09:00:09Z",
     "latency_s": 4.0,
     "attempts": 3,
+    "failed_calls": 2,
+    "rate_limited": 1,
     "prompt_tokens": 111,
     "completion_tokens": 222,
     "cost": 0.25,
@@ -184,6 +186,8 @@ async def test_totals_of_a_resumed_run_count_every_session(tmp_path: Path) -> No
     assert t.cost == pytest.approx(0.75 + 0.375 + 1.0)
     assert t.prompt_tokens == 111 * 3 + 10 * 3
     assert t.retries == 2 * 3, "attempts beyond the first, restored records included"
+    assert t.calls == 3 * 3 + 3, "calls the earlier session made for what it finished count"
+    assert (t.failed_calls, t.rate_limited) == (2 * 3, 1 * 3)
 
 
 # --- cost sums ---

@@ -154,6 +154,7 @@ async def test_sigkill_midway_then_resume_makes_only_the_unfinished_calls(
     assert shape(resumed) == shape(clean)
     assert articles(killed_dir) == articles(project / "clean" / "latest")
     assert resumed.totals.total_tokens == clean.totals.total_tokens
+    assert resumed.totals.calls == clean.totals.calls == CALLS
     assert resumed.totals.cost == clean.totals.cost
 
 
