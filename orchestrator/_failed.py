@@ -1,7 +1,8 @@
 """``failed.yaml``: the topics a run did not finish, as a topics file you can run again.
 
 Written when the run ends, only if something is left: topics that still failed after the
-retry passes, and topics that never ran (a stopped or interrupted run). It names the chain
+retry passes, and topics that never ran (a stopped or interrupted run). A resumed run that
+leaves nothing removes the one its earlier session wrote. It names the chain
 the run used, so ``orchestrate run <run>/failed.yaml`` retries with the same setup.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ._events import ChainFinished, Event, RunFinished
+from ._events import ChainFinished, Event, RunFinished, TopicRestored
 from ._files import atomic_write_text
 from ._topics import Topic
 
@@ -27,7 +28,9 @@ class FailedTopicsWriter:
         self._succeeded: set[int] = set()
 
     async def on_event(self, event: Event) -> None:
-        if isinstance(event, ChainFinished):
+        if isinstance(event, TopicRestored):
+            self._succeeded.add(event.topic.index)
+        elif isinstance(event, ChainFinished):
             if event.status == "succeeded":
                 self._succeeded.add(event.topic.index)
             else:
@@ -43,6 +46,8 @@ class FailedTopicsWriter:
                 )
                 text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
                 atomic_write_text(self.path, header + text)
+            else:
+                self.path.unlink(missing_ok=True)
 
 
 def _entry(topic: Topic) -> str | dict[str, Any]:

@@ -155,6 +155,7 @@ async def test_sigkill_midway_then_resume_makes_only_the_unfinished_calls(
     assert articles(killed_dir) == articles(project / "clean" / "latest")
     assert resumed.totals.total_tokens == clean.totals.total_tokens
     assert resumed.totals.calls == clean.totals.calls == CALLS
+    assert not (killed_dir / "failed.yaml").exists()
     assert resumed.totals.cost == clean.totals.cost
 
 
@@ -186,6 +187,7 @@ async def test_ctrl_c_drains_then_the_printed_command_resumes(
     assert sim.requests_served - first_session == CALLS - first_session
     done = manifest_at(out / "latest")
     assert (done.run_id, done.status, done.totals.succeeded) == (interrupted.run_id, "finished", 10)
+    assert not (Path(done.output_dir) / "failed.yaml").exists(), "the earlier one is gone"
     assert done.sessions == 2
 
 
