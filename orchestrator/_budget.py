@@ -1,20 +1,27 @@
 """``--max-cost``: start a chain only if what is spent, plus what chains in flight may still
 spend, plus the most this chain could cost, stays within the budget.
 
-A chain's most is priced per stage from an upper bound of its tokens: the prompt rendered
-with every earlier stage's output at its longest (``max_tokens`` worth of text, however many
-times the template uses it), plus its own ``max_tokens`` out. As a stage finishes, its
-reservation gives way to what it really cost; a chain that ends early frees the rest.
+A chain's most is priced per stage from an upper bound of its tokens, whatever the
+tokenizer: the prompt's own text counts one token per UTF-8 byte (a byte-level BPE token is
+at least one byte), every place an earlier stage's output appears counts that stage's
+``max_tokens``, and the stage's own ``max_tokens`` go out. A template that uses an earlier
+output other than as its text (``| int``, ``| tojson``, a slice) gets a generous fixed bound
+instead. Deliberately pessimistic — a budget is a promise. Not covered: a filter that makes
+an output longer than itself (``indent``, ``replace`` with a longer string).
+
+As a stage finishes, its reservation gives way to what it really cost; a chain that ends
+early frees the rest.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ._errors import ConfigError
 from ._plan import Stage
-from ._tokens import CHARS_PER_TOKEN, estimate_message_tokens
+from ._tokens import MESSAGE_OVERHEAD, REPLY_PRIMING
 from ._topics import Topic
 
 FALLBACK_PROMPT_TOKENS = 4000
@@ -55,24 +62,58 @@ def check_budget(
             )
 
 
+def prompt_bound(stage: Stage, context: Mapping[str, Any], earlier: Mapping[str, int]) -> int:
+    """The most tokens ``stage``'s prompt can have: ``context`` holds the earlier outputs as
+    markers (see ``reservations``), ``earlier`` their ``max_tokens``."""
+    messages = stage.messages(context)
+    text = "".join(m["content"] for m in messages)
+    tokens = MESSAGE_OVERHEAD * len(messages) + REPLY_PRIMING
+    for name, limit in earlier.items():
+        marker = _marker(name)
+        found = text.count(marker)
+        if not found and _uses(stage, context, name):
+            # e.g. ``| int``, ``| tojson``, a slice: the output is used, not as its text
+            raise ValueError(f"the prompt uses {name!r}, but not as its text")
+        tokens += found * limit
+        text = text.replace(marker, "")
+    if "\x00" in text or "\x01" in text:  # what is left of a marker cut short
+        raise ValueError("the prompt uses part of an earlier output")
+    return tokens + len(text.encode("utf-8"))
+
+
+def _uses(stage: Stage, context: Mapping[str, Any], name: str) -> bool:
+    """Whether ``stage``'s templates use ``name``: they fail to render without it."""
+    try:
+        stage.messages({k: v for k, v in context.items() if k != name})
+    except Exception:
+        return True
+    return False
+
+
 def reservations(stages: Sequence[Stage], topic: Topic, prices: Pricing) -> dict[str, float]:
     """The most each stage of ``topic``'s chain could cost, in USD."""
     context: dict[str, Any] = {**topic.vars, "topic": topic.text}
-    earlier = 0
+    earlier: dict[str, int] = {}
     held: dict[str, float] = {}
     for stage in stages:
         try:
-            prompt = estimate_message_tokens(stage.messages(context))
+            prompt = prompt_bound(stage, context, earlier)
         except Exception:
-            # A template that needs real text (e.g. parses JSON): no rendering bounds it, so
-            # take a generous one — every earlier output three times over, plus a long prompt.
-            prompt = 3 * earlier + FALLBACK_PROMPT_TOKENS
+            # A template that needs the real text (e.g. parses it as JSON): no rendering
+            # bounds it, so take a generous bound — each earlier output three times over.
+            prompt = 3 * sum(earlier.values()) + FALLBACK_PROMPT_TOKENS
         out = stage.max_tokens or 0
         cost = prices.cost(stage.model, prompt_tokens=prompt, completion_tokens=out)
         held[stage.name] = cost or 0.0
-        context[stage.name] = "x" * (CHARS_PER_TOKEN * out)  # the longest it can be
-        earlier += out
+        context[stage.name] = _marker(stage.name)
+        earlier[stage.name] = out
     return held
+
+
+def _marker(stage: str) -> str:
+    """Stands in for an earlier output while bounding a prompt; digits and control
+    characters, so filters like ``upper`` leave it findable."""
+    return f"\x00\x01{zlib.crc32(stage.encode())}\x01\x00"
 
 
 class Budget:
@@ -85,8 +126,10 @@ class Budget:
         prices: Pricing,
         *,
         spent: float = 0.0,
+        source: str = "--max-cost",
     ) -> None:
         self.max_cost = max_cost
+        self.source = source  # where the budget was set, for the refusal
         self.spent = spent  # a resumed run starts with what its earlier sessions spent
         self._stages = tuple(stages)
         self._prices = prices
@@ -118,7 +161,7 @@ class Budget:
         """Why ``topic`` was not started, in a sentence with the numbers."""
         need = sum(reservations(self._stages, topic, self._prices).values())
         return (
-            f"budget: --max-cost ${self.max_cost:.4g} would be passed (spent ${self.spent:.4g}, "
+            f"budget: {self.source} ${self.max_cost:.4g} would be passed (spent ${self.spent:.4g}, "
             f"${self.reserved:.4g} reserved for chains in flight, the next chain may cost up "
             f"to ${need:.4g}); no further chains were started"
         )

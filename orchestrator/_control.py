@@ -30,6 +30,7 @@ class RunControl:
     def __init__(self, *, grace: float = DEFAULT_GRACE_S) -> None:
         self.grace = grace
         self.interrupts = 0
+        self.watched = False  # True once a run was watched: it has begun
         self._engine: Drainable | None = None
         self._task: asyncio.Task[object] | None = None
         self._cancelled = False
@@ -73,6 +74,7 @@ class RunControl:
         task = asyncio.current_task()
         assert task is not None
         self._engine, self._task, self._cancelled = engine, task, False
+        self.watched = True
         self.interrupts, self._timer = 0, None  # a control may watch one run after another
         try:
             yield

@@ -13,7 +13,7 @@ starts) simply awaits it. Keep the others cheap: they run on the hot path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -143,11 +143,13 @@ class ChainFinished:
 @dataclass(frozen=True, slots=True)
 class TopicRestored:
     """A resumed run's topic that finished in an earlier session: it does not run again.
-    ``record`` is its manifest record as that session wrote it."""
+    ``record`` is its manifest record as that session wrote it, ``outputs`` its stages'
+    outputs by stage name."""
 
     topic: Topic
     status: ChainStatus
     record: Mapping[str, Any]
+    outputs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

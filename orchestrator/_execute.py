@@ -45,6 +45,7 @@ async def execute_plan(
     write_outputs: bool = True,
     prices: Prices | None = None,
     max_cost: float | None = None,
+    budget_source: str = "--max-cost",
     fresh: bool = False,
     store: Store | None = None,
     resume: ResumeState | None = None,
@@ -66,12 +67,15 @@ async def execute_plan(
     saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
     budget = None
     if max_cost is not None and prices is not None:
-        budget = Budget(max_cost, plan.stages, prices, spent=resume.spent if resume else 0.0)
+        spent = resume.spent if resume else 0.0
+        budget = Budget(max_cost, plan.stages, prices, spent=spent, source=budget_source)
     engine = Engine(
         plan.stages,
         client=client,
         concurrency=workers,
-        observers=[*writers, manifest, *saving, *observers],
+        # The store first: an answer that was paid for is committed before anything else
+        # can fail (a full disk writing the stage file); a resume rewrites the files.
+        observers=[manifest, *saving, *writers, *observers],
         limiters=limiters,
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,
@@ -102,7 +106,8 @@ async def execute_plan(
     finished = resume.finished if resume else {}
     for topic in plan.topics:
         if topic.index in finished:
-            await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index]))
+            outputs = {name: r.output for name, (r, _) in resume.stages[topic.index].items()}  # type: ignore[union-attr]
+            await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index], outputs))
     todo = [t for t in plan.topics if t.index not in finished]
     # The control's own cancellation ends inside `watch`; the run is then closed as
     # interrupted because it was drained, and a cancel can never land on that closing.

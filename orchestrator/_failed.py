@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ._errors import OutputError
 from ._events import ChainFinished, Event, RunFinished, TopicRestored
 from ._files import atomic_write_text
 from ._topics import Topic
@@ -47,7 +48,10 @@ class FailedTopicsWriter:
                 text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
                 atomic_write_text(self.path, header + text)
             else:
-                self.path.unlink(missing_ok=True)
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise OutputError(self.path, exc.strerror or str(exc)) from exc
 
 
 def _entry(topic: Topic) -> str | dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,10 +93,32 @@ def find_resumable(store: Store, topics_file: Path) -> RunRecord | None:
     return None
 
 
-def load_state(store: Store, record: RunRecord, plan: Plan) -> ResumeState:
-    """Check that ``record`` can be resumed with ``plan`` and load what it finished."""
+def process_token(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot), to tell a live run
+    from a new process that got its pid (a restarted container is pid 1 again); None where
+    there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; counted after the ")" that ends the command name, which may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def still_running(record: RunRecord) -> bool:
+    if not record.alive:
+        return False
+    saved, now = record.settings.get("process"), process_token(record.pid)
+    return saved is None or now is None or saved == now
+
+
+def load_state(
+    store: Store, record: RunRecord, plan: Plan, settings: Mapping[str, Any]
+) -> ResumeState:
+    """Check that ``record`` can be resumed with ``plan`` and the session's ``settings``
+    (same provider and endpoint), and load what it finished."""
     what = f"run {record.run_id}"
-    if record.alive:
+    if still_running(record):
         raise ConfigError(
             f"{what} is still running (process {record.pid})",
             hint="wait for it to finish, or stop it with Ctrl-C first",
@@ -120,6 +143,15 @@ def load_state(store: Store, record: RunRecord, plan: Plan) -> ResumeState:
         )
         if old != new
     ]
+    for key in ("provider", "endpoint"):
+        then, now = record.settings.get(key), settings.get(key)
+        if then is not None and then != now:
+            raise ConfigError(
+                f"{what} ran with {key} {then!r}; this session would use {now!r}",
+                field=f"--{key}" if key == "provider" else "OPENAI_BASE_URL",
+                hint="resume it with the provider it started with, so that one run's answers "
+                "all come from one place; or start a new run",
+            )
     if changed:
         raise ConfigError(
             f"{what} cannot be resumed: {' and '.join(changed)} changed since it started",
@@ -138,6 +170,7 @@ def session_settings(
     """The settings a session records: the run's flags plus where this session starts."""
     return {
         **settings,
+        "process": process_token(os.getpid()),
         "session": state.session if state else 1,
         "session_started": _iso(now),
         "earlier_wall_s": state.earlier_wall_s if state else 0.0,

@@ -13,6 +13,7 @@ sources can spare a call:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -24,14 +25,9 @@ from ._store import StageResult
 
 
 def fingerprint(endpoint: str, request: ChatRequest) -> str:
-    """The hex SHA-256 of everything that shapes the answer, as canonical JSON."""
-    key = {
-        "endpoint": endpoint,
-        "model": request.model,
-        "messages": request.messages,
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
+    """The hex SHA-256 of everything that shapes the answer, as canonical JSON: every field
+    of the request, so a sampling parameter added to ``ChatRequest`` joins the key by itself."""
+    key = {"endpoint": endpoint, **dataclasses.asdict(request)}
     text = json.dumps(key, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

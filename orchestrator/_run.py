@@ -6,9 +6,11 @@ observers → manifest.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,13 +86,30 @@ async def run(
     # Everything the user could have got wrong is checked; only now do the store and a run
     # folder appear.
     out = Path(out)
-    async with Store.open(out / STORE_FILE) as store:
+    async with await _open_store(out) as store:
         state = None
         if resume:
             earlier = find_resumable(store, setup.plan.topics_file)
             if earlier is not None:
-                state = load_state(store, earlier, setup.plan)
+                state = load_state(store, earlier, setup.plan, setup.settings())
+                saved_budget = earlier.settings.get("max_cost")
+                if setup.max_cost is None and saved_budget is not None:
+                    # The run's own budget, as its first session was given it.
+                    setup = replace(setup, max_cost=saved_budget, budget_source="--max-cost")
         return await _session(setup, out, store, state, observers=observers, control=control)
+
+
+async def _open_store(out: Path, *, must_exist: bool = False) -> Store:
+    """The outputs root's store, opened off the event loop: a locked file may take up to
+    its busy timeout, and Ctrl-C must still be heard meanwhile."""
+    path = out / STORE_FILE
+    if must_exist and not path.is_file():
+        raise ConfigError(
+            f"no state store at {path}: no run was made with this --out",
+            field="--out",
+            hint="pass the --out the run used",
+        )
+    return await asyncio.to_thread(Store.open, path)
 
 
 async def resume(
@@ -110,7 +129,7 @@ async def resume(
     changed). ConfigError when it cannot be resumed: unknown, finished, still running, or
     its topics, chain or agents changed since."""
     out = Path(out)
-    async with Store.open(out / STORE_FILE) as store:
+    async with await _open_store(out, must_exist=True) as store:
         record = store.get_run(run_id)
         if record is None:
             known = [r.run_id for r in store.runs()[:5]]
@@ -142,7 +161,7 @@ async def resume(
             client=client,
             environ=environ,
         )
-        state = load_state(store, record, setup.plan)
+        state = load_state(store, record, setup.plan, setup.settings())
         return await _session(setup, out, store, state, observers=observers, control=control)
 
 
@@ -178,6 +197,12 @@ async def _session(
             settings=session_settings(setup.settings(), state, now),
         )
     )
-    return await setup.execute(
-        run_id, run_dir, observers=observers, store=store, resume=state, control=control
-    )
+    try:
+        return await setup.execute(
+            run_id, run_dir, observers=observers, store=store, resume=state, control=control
+        )
+    except asyncio.CancelledError:
+        # Interrupted before the run itself began (the provider starting): say so, rather
+        # than leave a row that looks like a crash. Once begun, the run closes itself.
+        await asyncio.shield(store.set_status(run_id, "interrupted"))
+        raise

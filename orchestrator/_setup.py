@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +58,7 @@ class RunSetup:
     client: ChatClient | None = None  # given by the caller, instead of a provider
     prices: Prices | None = None
     max_cost: float | None = None
+    budget_source: str = "--max-cost"  # or the chain file's budget.max_cost
     fresh: bool = False
     limit: int | None = None
     sim: Mapping[str, Any] | None = None  # the simulator flags as given (kept for resume)
@@ -70,6 +71,7 @@ class RunSetup:
             "concurrency": self.width,
             "sequential": self.sequential,
             "provider": self.provider,
+            "endpoint": self.endpoint_label,
             "limit": self.limit,
             "rpm": self.rpm,
             "tpm": self.tpm,
@@ -78,6 +80,15 @@ class RunSetup:
             "fresh": self.fresh,
             "sim": dict(self.sim) if self.sim else None,
         }
+
+    @property
+    def endpoint_label(self) -> str:
+        """Where the answers come from, as settings record it (no secret in it)."""
+        if self.client is not None:
+            return f"custom:{type(self.client).__qualname__}"
+        if self.openai_config is not None:
+            return redact_url(self.openai_config.base_url)
+        return "simulated"
 
     @property
     def workers(self) -> int:
@@ -98,7 +109,8 @@ class RunSetup:
         """The client to call (started for this execution) and what it talks to."""
         if self.client is not None:
             url = redact_url(str(getattr(self.client, "base_url", "")))
-            yield self.client, Endpoint("custom", url)
+            # Two clients without a base URL must not share stored answers: name the class.
+            yield self.client, Endpoint("custom", url, f"{self.endpoint_label}:{url}")
             return
         assert self.provider != "custom"
         async with open_client(
@@ -152,6 +164,7 @@ class RunSetup:
                 write_outputs=write_outputs,
                 prices=self.prices,
                 max_cost=self.max_cost,
+                budget_source=self.budget_source,
                 fresh=self.fresh,
                 store=store,
                 resume=resume,
@@ -197,12 +210,9 @@ def prepare(
     prices = Prices(plan.chain.prices)
     prices.unknown(stage.model for stage in plan.stages)  # loads the price list now, not mid-run
     budget = plan.chain.budget.max_cost if max_cost is None else max_cost
-    check_budget(
-        budget,
-        plan.stages,
-        prices,
-        source="--max-cost" if max_cost is not None else f"{plan.chain_file}: budget.max_cost",
-    )
+    budget_source = "--max-cost" if max_cost is not None else f"{plan.chain_file}: budget.max_cost"
+    check_budget(budget, plan.stages, prices, source=budget_source)
+    _check_models_used(plan, "prices", plan.chain.prices, "price")
 
     chosen: Literal["openai", "simulated", "custom"] = "custom"
     openai_config = sim_settings = None
@@ -230,6 +240,7 @@ def prepare(
         client=client,
         prices=prices,
         max_cost=budget,
+        budget_source=budget_source,
         fresh=fresh,
         limit=limit,
         sim=sim,
@@ -252,6 +263,23 @@ async def _warm_up(client: ChatClient, limiters: Limiters, endpoint: str, model:
         limiters.for_model(endpoint, model).answered(rate_limit_info(response.headers), ok=True)
 
 
+def _check_models_used(plan: Plan, section: str, models: Iterable[str], what: str) -> None:
+    """A ``limits:`` or ``prices:`` entry for a model no stage uses would do nothing: most
+    likely a typo, so say which model was meant."""
+    used = sorted({stage.model for stage in plan.stages})
+    for model in models:
+        if model not in used:
+            close = difflib.get_close_matches(model, used, n=1)
+            raise ConfigError(
+                f"no stage uses the model {model!r}, so this {what} would do nothing",
+                file=plan.chain_file,
+                field=f"{section}.{model}",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"the stages use: {', '.join(used)}",
+            )
+
+
 def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None, learn: bool) -> Limiters:
     """The run's limiters: ``--rpm/--tpm`` for every model, else the chain's ``limits:``.
 
@@ -261,18 +289,7 @@ def _limiters(plan: Plan, *, rpm: int | None, tpm: int | None, learn: bool) -> L
     for name, value in (("--rpm", rpm), ("--tpm", tpm)):
         if value is not None and value < 1:
             raise ConfigError(f"must be at least 1, got {value}", field=name)
-    used = sorted({stage.model for stage in plan.stages})
-    for model in plan.chain.limits:
-        if model not in used:
-            close = difflib.get_close_matches(model, used, n=1)
-            raise ConfigError(
-                f"no stage uses the model {model!r}, so this limit would do nothing",
-                file=plan.chain_file,
-                field=f"limits.{model}",
-                hint=f"did you mean {close[0]!r}?"
-                if close
-                else f"the stages use: {', '.join(used)}",
-            )
+    _check_models_used(plan, "limits", plan.chain.limits, "limit")
     configured = {m: Limit(v.rpm, v.tpm) for m, v in plan.chain.limits.items()}
     if rpm is not None or tpm is not None:
         configured = {m: Limit(rpm or v.rpm, tpm or v.tpm) for m, v in configured.items()}

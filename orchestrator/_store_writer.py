@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import queue
+import shlex
 import sqlite3
 import threading
 import time
@@ -35,7 +36,7 @@ _MAX_GROUP = 5000
 
 # The -wal file goes too: SQLite could replay a stale one into a new state.db.
 HINT_CORRUPT = (
-    "move it aside (`mv {path} {path}.broken`, with its -wal and -shm files if any); "
+    "move it aside (`mv {quoted} {quoted}.broken`, with its -wal and -shm files if any); "
     "run folders are untouched, only resume and reuse start over"
 )
 HINT_LOCKED = "another orchestrate process is using it; wait for it or use another --out"
@@ -51,7 +52,7 @@ def store_error(path: Path, exc: BaseException) -> StoreError:
     if isinstance(exc, sqlite3.Error):
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # primary of extended code
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-            hint = HINT_CORRUPT.format(path=path)
+            hint = HINT_CORRUPT.format(quoted=shlex.quote(str(path)))
         elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             hint = HINT_LOCKED
         elif code == sqlite3.SQLITE_FULL:

@@ -9,6 +9,8 @@ the same estimator, so its numbers are consistent with the text it returns.
 from __future__ import annotations
 
 CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD = 4  # tokens each chat message adds around its content
+REPLY_PRIMING = 3  # tokens that prime the assistant's reply
 
 
 def estimate_tokens(text: str) -> int:
@@ -20,4 +22,7 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_message_tokens(messages: list[dict[str, str]]) -> int:
     """Estimate the prompt tokens of chat messages, with OpenAI's ~4 tokens per message overhead."""
-    return sum(estimate_tokens(m.get("content") or "") + 4 for m in messages) + 3
+    return (
+        sum(estimate_tokens(m.get("content") or "") + MESSAGE_OVERHEAD for m in messages)
+        + REPLY_PRIMING
+    )

@@ -80,7 +80,10 @@ def _interruptible(control: RunControl) -> None:
 
     def on_signal() -> None:
         if not control.watching:
-            main_task.cancel()
+            if control.watched:  # the run is closing: let it save its end
+                click.echo("\nsaving the run's end; one moment", err=True)
+            else:
+                main_task.cancel()
             return
         control.interrupt()
         if control.interrupts == 1:

@@ -139,6 +139,9 @@ async def test_sigkill_midway_then_resume_makes_only_the_unfinished_calls(
     assert record.crashed and record.status == "running"
     killed_dir = Path(record.run_dir)
     assert manifest_at(killed_dir).status == "running"
+    # A topic committed as done whose article never reached the disk: resume rewrites it.
+    done_article = next(p for p in killed_dir.glob("*.md"))
+    done_article.unlink()
 
     code, stdout, err = await cli("run", TOPICS, "-c", "2", "--resume", cwd=project, server=sim)
     assert code == 0, err
@@ -343,3 +346,44 @@ async def test_two_runs_share_one_store(project: Path, sim: SimServer) -> None:
     store = Store.open(project / "outputs" / "state.db")
     assert len(store.runs()) == 2
     store.close()
+
+
+async def test_run_resume_keeps_the_runs_budget_and_refuses_another_provider(
+    project: Path, sim: SimServer
+) -> None:
+    """`run --resume` without --max-cost keeps the budget the run started with, and a
+    session that would talk to another provider is refused: one run, one source."""
+    code, _, _ = await cli("run", TOPICS, "--max-cost", "0.004", cwd=project, server=sim)
+    assert code == 1
+    first = manifest_at(project / "outputs" / "latest")
+    code, _, err = await cli(
+        "run", TOPICS, "--resume", "--provider", "simulated", cwd=project, server=sim
+    )
+    assert code == 2
+    assert "ran with provider 'openai'" in err and "'simulated'" in err
+    code, _, err = await cli("run", TOPICS, "--resume", cwd=project, server=sim)
+    assert code == 1, err
+    again = manifest_at(project / "outputs" / "latest")
+    assert again.run_id == first.run_id and again.max_cost == 0.004
+    assert again.stop_reason is not None and "--max-cost $0.004" in again.stop_reason
+    assert again.totals.cost is not None and again.totals.cost <= 0.004
+
+
+async def test_resume_with_a_wrong_out_says_so_and_creates_nothing(
+    project: Path, sim: SimServer
+) -> None:
+    code, _, err = await cli(
+        "resume", "20261122-000000-abcd", "--out", "typo", cwd=project, server=sim
+    )
+    assert code == 2 and "no state store at typo/state.db" in err
+    assert not (project / "typo").exists()
+
+
+async def test_a_price_for_a_model_no_stage_uses_is_a_config_error(
+    project: Path, sim: SimServer
+) -> None:
+    chain = project / "configs" / "chain.yaml"
+    chain.write_text(chain.read_text() + "prices:\n  gpt-4o-mnii: {input: 1, output: 2}\n")
+    code, _, err = await cli("run", TOPICS, cwd=project, server=sim)
+    assert code == 2
+    assert "prices.gpt-4o-mnii" in err and "did you mean 'gpt-4o-mini'?" in err
