@@ -236,10 +236,6 @@ class Store:
         """Set a run's status (a no-op for an unknown run); returns once committed."""
         await self._queue(((_SET_STATUS, (_run_status(status), _now(), run_id)),))
 
-    def set_status_now(self, run_id: str, status: str) -> None:
-        """:meth:`set_status` for shutdown paths where no event loop runs any more."""
-        self._wait(((_SET_STATUS, (_run_status(status), _now(), run_id)),))
-
     async def save_stage(
         self,
         run_id: str,

@@ -112,7 +112,7 @@ async def test_run_record_round_trips_and_status_bumps_updated_at(store: Store) 
     await store.set_status("r1", "finished")
     after = store.get_run("r1")
     assert after is not None and after.status == "finished" and after.updated_at > T0
-    store.set_status_now("r1", "interrupted")  # the shutdown path's sync twin
+    await store.set_status("r1", "interrupted")
     last = store.get_run("r1")
     assert last is not None and last.status == "interrupted"
     assert last.updated_at >= after.updated_at
