@@ -39,7 +39,7 @@ from ._headers import rate_limit_info
 from ._limits import Limiters, ModelLimiter
 from ._plan import Stage
 from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
-from ._reuse import Recall, fingerprint
+from ._reuse import Recall, Recalled, fingerprint
 from ._tokens import estimate_message_tokens
 from ._topics import Topic
 
@@ -264,28 +264,8 @@ class Engine:
             key = fingerprint(self.identity, request)
             recalled = self.recall.recall(topic.index, stage.name, key)
             if recalled is not None:
-                r = recalled.result
-                if self.budget is not None:
-                    self.budget.book(topic, stage.name, 0.0)
-                await self.emit(
-                    StageFinished(
-                        topic,
-                        stage.name,
-                        r.model,
-                        r.output,
-                        0,
-                        r.prompt_tokens,
-                        r.completion_tokens,
-                        started,
-                        self.clock(),
-                        cost=0.0 if recalled.source == "reused" else r.cost,
-                        cached_tokens=r.cached_tokens,
-                        fingerprint=key,
-                        source=recalled.source,
-                        record=recalled.record,
-                    )
-                )
-                return r.output
+                await self._recalled(topic, stage.name, key, recalled, started)
+                return recalled.result.output
         response, attempts = await self._call(topic, stage.name, request, started)
         try:  # the call counts as in flight until its stage is saved (see drain)
             cost = None
@@ -318,6 +298,32 @@ class Engine:
         finally:
             self.brake.call_done()
         return response.text
+
+    async def _recalled(
+        self, topic: Topic, stage: str, key: str, recalled: Recalled, started: float
+    ) -> None:
+        """Report a stage answered without a call: it spends nothing now."""
+        r = recalled.result
+        if self.budget is not None:
+            self.budget.book(topic, stage, 0.0)
+        await self.emit(
+            StageFinished(
+                topic,
+                stage,
+                r.model,
+                r.output,
+                0,
+                r.prompt_tokens,
+                r.completion_tokens,
+                started,
+                self.clock(),
+                cost=0.0 if recalled.source == "reused" else r.cost,
+                cached_tokens=r.cached_tokens,
+                fingerprint=key,
+                source=recalled.source,
+                record=recalled.record,
+            )
+        )
 
     async def _call(
         self, topic: Topic, stage: str, request: ChatRequest, stage_started: float

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ._budget import Budget
 from ._client import ChatClient
@@ -103,11 +104,13 @@ async def execute_plan(
             session=resume.session if resume else 1,
         )
     )
-    finished = resume.finished if resume else {}
-    for topic in plan.topics:
-        if topic.index in finished:
-            outputs = {name: r.output for name, (r, _) in resume.stages[topic.index].items()}  # type: ignore[union-attr]
-            await engine.emit(TopicRestored(topic, "succeeded", finished[topic.index], outputs))
+    finished: dict[int, dict[str, Any]] = {}
+    if resume is not None:
+        finished = resume.finished
+        for topic in plan.topics:
+            if topic.index in finished:
+                record, outputs = finished[topic.index], resume.outputs(topic.index)
+                await engine.emit(TopicRestored(topic, "succeeded", record, outputs))
     todo = [t for t in plan.topics if t.index not in finished]
     # The control's own cancellation ends inside `watch`; the run is then closed as
     # interrupted because it was drained, and a cancel can never land on that closing.

@@ -216,9 +216,9 @@ class ManifestObserver:
                     record.rate_limited += 1
             case StageFinished(source="resumed", record=dict() as earlier):
                 # Finished in an earlier session of this run: exactly as it was written then.
+                # StageStarted just opened its record, the topic's last: replace it.
                 del self._open_stage[(event.topic.index, event.stage)]
-                stages = m.topics[event.topic.index].stages
-                stages[stages.index(self._open_record(event))] = StageRecord.model_validate(earlier)
+                m.topics[event.topic.index].stages[-1] = StageRecord.model_validate(earlier)
             case StageFinished():
                 record = self._open_stage.pop((event.topic.index, event.stage))
                 record.status, record.model = "succeeded", event.model
@@ -260,12 +260,6 @@ class ManifestObserver:
                 return
         if self.clock() >= self._next_write:
             self.write()
-
-    def _open_record(self, event: StageFinished) -> StageRecord:
-        for record in reversed(self.manifest.topics[event.topic.index].stages):  # type: ignore[union-attr]
-            if record.name == event.stage:
-                return record
-        raise KeyError(event.stage)
 
     def stage_record(self, topic: int, stage: str) -> dict[str, object]:
         """The latest record of ``stage`` of topic ``topic``, as JSON-ready data."""

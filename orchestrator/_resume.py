@@ -57,6 +57,10 @@ class ResumeState:
         """Topics that succeeded in an earlier session: their manifest records."""
         return {i: record for i, (status, record) in self.topics.items() if status == "succeeded"}
 
+    def outputs(self, topic: int) -> dict[str, str]:
+        """What topic ``topic``'s finished stages answered, by stage name."""
+        return {name: result.output for name, (result, _) in self.stages.get(topic, {}).items()}
+
     @property
     def session(self) -> int:
         return int(self.run.settings.get("session", 1)) + 1
