@@ -268,15 +268,7 @@ class Engine:
                 return recalled.result.output
         response, attempts = await self._call(topic, stage.name, request, started)
         try:  # the call counts as in flight until its stage is saved (see drain)
-            cost = None
-            if self.prices is not None:
-                # Priced as the model asked for: providers answer with dated snapshot names.
-                cost = self.prices.cost(
-                    request.model,
-                    prompt_tokens=response.prompt_tokens,
-                    completion_tokens=response.completion_tokens,
-                    cached_tokens=response.cached_tokens,
-                )
+            cost = self._cost(request, response)
             if self.budget is not None:
                 self.budget.book(topic, stage.name, cost)
             await self.emit(
@@ -386,7 +378,7 @@ class Engine:
             started = self.clock()
             if started - waiting > 0.001:
                 await self.emit(Waited(topic, stage, "limiter", waiting, started))
-            await self.emit(CallStarted(topic, stage, attempt, request.model, started))
+            await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
             self.brake.call_started()
             try:
                 response = await self.client.complete(request)
@@ -414,11 +406,26 @@ class Engine:
             limiter.answered(rate_limit_info(response.headers), ok=True)
             answered = True
             limiter.refund(prompt_estimate - response.prompt_tokens)
-            await self.emit(CallFinished(topic, stage, attempt, response, started, self.clock()))
+            cost = self._cost(request, response)
+            await self.emit(
+                CallFinished(topic, stage, attempt, response, started, self.clock(), cost)
+            )
             return response
         finally:
             if not answered:
                 limiter.release_probe()
+
+    def _cost(self, request: ChatRequest, response: ChatResponse) -> float | None:
+        """What an answer cost in USD, None when unpriced. Priced as the model asked for:
+        providers answer with dated snapshot names."""
+        if self.prices is None:
+            return None
+        return self.prices.cost(
+            request.model,
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            cached_tokens=response.cached_tokens,
+        )
 
     def _capped(self, seconds: float | None, *, default: float) -> float:
         """A provider's retry-after, capped at ``retry.backoff_max`` (some gateways ask for

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from ._client import ChatResponse
+from ._client import ChatRequest, ChatResponse
 from ._topics import Topic
 
 ChainStatus = Literal["succeeded", "failed", "skipped"]  # skipped: halted before sending
@@ -74,6 +74,7 @@ class CallStarted:
     attempt: int
     model: str
     at: float
+    request: ChatRequest | None = None  # what is being sent (traces record max_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class CallFinished:
     response: ChatResponse
     started: float
     at: float
+    cost: float | None = None  # USD; None when the price is unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from ._client import ChatClient
 from ._control import RunControl
 from ._engine import Engine
 from ._errors import OrchestrateError, RunError
+from ._event_log import EventLog
 from ._events import Observer, RunFinished, RunStarted, TopicRestored
 from ._failed import FailedTopicsWriter
 from ._limits import Limiters
@@ -27,7 +28,10 @@ from ._prices import Prices
 from ._provider import Endpoint
 from ._resume import ResumeState
 from ._reuse import StoreRecall
+from ._spans import SpanRecorder
 from ._store import Store
+from ._trace_files import EVENTS_FILE, TraceFiles, TraceOptions
+from ._waterfall import from_spans
 
 
 async def execute_plan(
@@ -51,19 +55,27 @@ async def execute_plan(
     store: Store | None = None,
     resume: ResumeState | None = None,
     control: RunControl | None = None,
+    tracing: TraceOptions | None = None,
 ) -> RunManifest:
+    tracing = tracing or TraceOptions()
+    recorder = SpanRecorder(
+        chain=plan.chain_file.stem, content=tracing.content, sinks=tracing.sinks
+    )
     manifest = ManifestObserver(
         run_dir / "run.json",
         plan.topics,
         topics_file=plan.topics_file,
         chain_file=plan.chain_file,
         output_dir=run_dir,
+        parallelism=lambda: from_spans(recorder.spans, (), run_id=run_id).parallelism,
     )
     writers: list[Observer] = []
     if write_outputs:
         writers = [
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
+            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=None),
+            EventLog(run_dir / EVENTS_FILE, content=tracing.content),
         ]
     saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
     budget = None
@@ -74,9 +86,10 @@ async def execute_plan(
         plan.stages,
         client=client,
         concurrency=workers,
-        # The store first: an answer that was paid for is committed before anything else
+        # The recorder first, so the manifest can measure the run's parallelism at its end;
+        # then the store: an answer that was paid for is committed before anything else
         # can fail (a full disk writing the stage file); a resume rewrites the files.
-        observers=[manifest, *saving, *writers, *observers],
+        observers=[recorder, manifest, *saving, *writers, *observers],
         limiters=limiters,
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,

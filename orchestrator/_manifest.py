@@ -32,6 +32,7 @@ from ._events import (
 from ._files import atomic_write_text
 from ._retry import is_quota_error
 from ._topics import Topic
+from ._verdict import Parallelism
 
 SCHEMA_VERSION = 1
 
@@ -118,14 +119,6 @@ class Totals(BaseModel):
     )
 
 
-class Parallelism(BaseModel):
-    """How much the calls overlapped (filled in by the tracing work)."""
-
-    effective: float | None = None
-    peak: int | None = None
-    verdict: str | None = None
-
-
 class RunManifest(BaseModel):
     """Everything about one run, as written to ``run.json``."""
 
@@ -166,10 +159,13 @@ class ManifestObserver:
         output_dir: Path,
         interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        parallelism: Callable[[], Parallelism] | None = None,
     ) -> None:
         self.path = path
         self.interval = interval
         self.clock = clock
+        # Measured from the run's spans when it ends (the tracer comes before this observer).
+        self._parallelism = parallelism
         self.manifest: RunManifest | None = None
         self._topics = topics
         self._files = (str(topics_file), str(chain_file), str(output_dir))
@@ -256,6 +252,8 @@ class ManifestObserver:
                     for topic_record in m.topics:
                         if topic_record.status == "pending":
                             topic_record.status = "skipped"
+                if self._parallelism is not None:
+                    m.parallelism = self._parallelism()
                 self.write()
                 return
         if self.clock() >= self._next_write:

@@ -1,0 +1,109 @@
+"""``events.jsonl``: every event of a run as one structlog JSON line, written as it happens.
+
+Each line has ``event`` (the event's name in snake case), ``timestamp`` (UTC), ``t`` (seconds
+from the run's start) and the event's own fields: topics as index and slug, errors as text,
+responses as token counts. Prompts and outputs appear only with ``content=True``. A resumed
+run appends, so the file tells every session's story in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from ._client import ChatRequest, ChatResponse
+from ._errors import OutputError
+from ._events import Event, RunFinished, RunStarted
+from ._topics import Topic
+
+_SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
+_TEXT_FIELDS = frozenset({"output", "outputs", "request"})  # written only with content=True
+
+
+class EventLog:
+    """An Observer writing ``path`` (opened at RunStarted, closed at RunFinished)."""
+
+    def __init__(self, path: Path, *, content: bool = False) -> None:
+        self.path = path
+        self.content = content
+        self._file: IO[str] | None = None
+        self._log: Any = None
+        self._t0 = 0.0
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._open(event.at)
+        if self._log is None:
+            return
+        name = _SNAKE.sub("_", type(event).__name__).lower()
+        try:
+            self._log.info(name, **self._fields(event))
+        except OSError as exc:
+            raise OutputError(self.path, exc.strerror or str(exc)) from exc
+        if isinstance(event, RunFinished):
+            self.close()
+
+    def _open(self, t0: float) -> None:
+        self._t0 = t0
+        try:
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(self.path, exc.strerror or str(exc)) from exc
+        # Its own logger, not the global configuration: -v/-q filter the console, not this.
+        self._log = structlog.wrap_logger(
+            structlog.WriteLogger(self._file),
+            wrapper_class=structlog.BoundLogger,
+            processors=[
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+            ],
+        )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._log = None
+
+    def _fields(self, event: Event) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            if f.name in ("at", "started"):
+                fields["t" if f.name == "at" else "started"] = round(value - self._t0, 6)
+            elif f.name in _TEXT_FIELDS and not self.content:
+                if f.name == "output":
+                    fields["output_chars"] = len(value)
+            elif f.name == "record":
+                continue  # a resumed stage's earlier record: already in run.json
+            else:
+                fields[f.name] = _plain(value)
+        return fields
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data for an event field."""
+    match value:
+        case Topic():
+            return {"index": value.index, "slug": value.slug}
+        case ChatResponse():
+            return {
+                "model": value.model,
+                "finish_reason": value.finish_reason,
+                "prompt_tokens": value.prompt_tokens,
+                "completion_tokens": value.completion_tokens,
+                "cached_tokens": value.cached_tokens,
+            }
+        case ChatRequest():
+            return dataclasses.asdict(value)
+        case BaseException():
+            return f"{type(value).__name__}: {value}"
+        case tuple() | list():
+            return [_plain(v) for v in value]
+        case dict():
+            return {str(k): _plain(v) for k, v in value.items()}
+        case _:
+            return value

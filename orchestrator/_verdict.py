@@ -1,0 +1,139 @@
+"""The parallelism verdict: did the calls fan out, or climb a staircase — and why.
+
+Effective parallelism is the sum of call time over the wall time: about 1 when calls ran one
+after another, about N when N ran side by side. With two or more chains, below 1.5 is a
+staircase; at or above 0.7 × min(allowed concurrency, chains) a fan; in between, the numbers
+say how far from either it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+STAIRCASE_BELOW = 1.5
+FAN_SHARE = 0.7
+_PACING_SHARE = 0.25  # waits above this share of chain time set the pace
+
+Verdict = Literal["fan", "staircase", "between"]
+Pace = Literal["concurrency", "rate limiter", "backoff", "one by one", "tail"]
+
+
+class Parallelism(BaseModel):
+    """How much the calls of a run (of its last session, if resumed) overlapped."""
+
+    effective: float | None = Field(None, description="sum of call time / wall time")
+    peak: int | None = Field(None, description="most calls in flight at once")
+    allowed: int | None = Field(None, description="chains allowed at once (concurrency)")
+    chains: int | None = Field(None, description="chains that ran")
+    call_time_s: float | None = None
+    wall_time_s: float | None = None
+    wait_share: float | None = Field(
+        None, description="share of chain time spent waiting on rate limits and backoff"
+    )
+    verdict: Verdict | None = Field(None, description="fan, staircase, between; null: < 2 chains")
+    paced_by: Pace | None = Field(None, description="what set the pace of a slow run")
+    explanation: str | None = None
+
+
+def peak_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most intervals open at one instant (touching ends do not overlap)."""
+    changes = sorted(
+        (t, d) for start, end in intervals for t, d in ((start, 1), (end, -1)) if end >= start
+    )
+    peak = count = 0
+    for _, delta in changes:  # at equal times -1 sorts first
+        count += delta
+        peak = max(peak, count)
+    return peak
+
+
+def assess(
+    *,
+    calls: list[tuple[float, float]],
+    wall: float,
+    allowed: int,
+    chains: int,
+    chain_time: float,
+    limiter_wait: float,
+    backoff_wait: float,
+) -> Parallelism:
+    """The verdict from the numbers alone: call intervals, the wall time, the concurrency
+    allowed, how many chains ran, their summed time and what they spent waiting."""
+    call_time = sum(end - start for start, end in calls)
+    effective = call_time / wall if wall > 0 else 0.0
+    peak = peak_overlap(calls)
+    waits = limiter_wait + backoff_wait
+    wait_share = waits / chain_time if chain_time > 0 else 0.0
+    numbers = Parallelism(
+        effective=round(effective, 3),
+        peak=peak,
+        allowed=allowed,
+        chains=chains,
+        call_time_s=round(call_time, 6),
+        wall_time_s=round(wall, 6),
+        wait_share=round(wait_share, 4),
+    )
+    if not calls:
+        numbers.explanation = "no calls were made (every stage came from the store)"
+        return numbers
+    if chains < 2:
+        numbers.explanation = "one chain: nothing to overlap"
+        return numbers
+    fan_at = FAN_SHARE * min(allowed, chains)
+    said = f"effective parallelism {effective:.2f} (peak {peak} calls at once, {allowed} allowed)"
+    if effective >= max(fan_at, STAIRCASE_BELOW):
+        numbers.verdict = "fan"
+        numbers.explanation = f"fan: {said}, over {chains} chains"
+        return numbers
+    pace, advice = _pace(
+        allowed=allowed,
+        peak=peak,
+        limiter_share=limiter_wait / chain_time if chain_time > 0 else 0.0,
+        backoff_share=backoff_wait / chain_time if chain_time > 0 else 0.0,
+    )
+    numbers.paced_by = pace
+    if effective < STAIRCASE_BELOW:
+        numbers.verdict = "staircase"
+        numbers.explanation = f"staircase: {said}; {advice}"
+    else:
+        numbers.verdict = "between"
+        numbers.explanation = (
+            f"between a fan and a staircase: {said}; a fan needs {fan_at:.1f} "
+            f"(0.7 × min(concurrency {allowed}, chains {chains})); {advice}"
+        )
+    return numbers
+
+
+def _pace(
+    *, allowed: int, peak: int, limiter_share: float, backoff_share: float
+) -> tuple[Pace, str]:
+    """What held the run back, and what to change."""
+    if allowed <= 1:
+        return "concurrency", (
+            "concurrency 1 set the pace (--sequential or -c 1): one chain at a time; "
+            "run with -c N to overlap chains"
+        )
+    if limiter_share >= _PACING_SHARE and limiter_share >= backoff_share:
+        return "rate limiter", (
+            f"the rate limiter set the pace: {limiter_share:.0%} of chain time waited on "
+            "rpm/tpm limits; raise --rpm/--tpm (or the chain's limits:) if your provider "
+            "tier allows more"
+        )
+    if backoff_share >= _PACING_SHARE:
+        return "backoff", (
+            f"retries set the pace: {backoff_share:.0%} of chain time in backoff after "
+            "errors; see the failures, and lower -c if they are 429s"
+        )
+    if peak <= 1:
+        return "one by one", (
+            f"calls were awaited one by one (never more than 1 in flight, {allowed} allowed): "
+            "something blocks the event loop — a synchronous client or observer — or "
+            "serialises the calls"
+        )
+    return "tail", (
+        "a few long chains set the wall time while the rest had finished; more topics per "
+        "run, or splitting the slowest stage, would overlap more"
+    )
