@@ -119,6 +119,18 @@ class Totals(BaseModel):
     )
 
 
+class TraceExport(BaseModel):
+    """What the OpenTelemetry export delivered (``--otlp-endpoint``); its flush at the end
+    is not part of the run's wall time."""
+
+    endpoint: str
+    spans: int = Field(description="spans handed to the exporter")
+    delivered: int = Field(description="spans the endpoint accepted")
+    undelivered: int = Field(description="spans dropped, refused or still queued at the limit")
+    flush_s: float = Field(description="seconds spent flushing after the run")
+    error: str | None = None
+
+
 class RunManifest(BaseModel):
     """Everything about one run, as written to ``run.json``."""
 
@@ -143,6 +155,7 @@ class RunManifest(BaseModel):
     max_cost: float | None = Field(None, description="the budget in USD (--max-cost), if any")
     totals: Totals = Field(default_factory=Totals)
     parallelism: Parallelism | None = None
+    trace_export: TraceExport | None = None
     topics: list[TopicRecord] = Field(default_factory=list)
 
 
@@ -327,7 +340,7 @@ class ManifestObserver:
             self._sum_topic(topic_record)
         t.cost = _sum_costs(s.cost for s in stages if s.status == "succeeded")
         started = self.clock()
-        atomic_write_text(self.path, m.model_dump_json(indent=2) + "\n")
+        write_manifest(self.path, m)
         # A huge manifest (100k topics takes seconds to write) must not eat the run: keep
         # writing under a tenth of the time, whatever the interval.
         now = self.clock()
@@ -346,3 +359,8 @@ def _sum_costs(costs: Iterable[float | None]) -> float | None:
             return None
         total += cost
     return round(total, 9)
+
+
+def write_manifest(path: Path, manifest: RunManifest) -> None:
+    """Write ``run.json`` atomically."""
+    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")

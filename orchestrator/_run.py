@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,15 @@ from ._control import RunControl
 from ._errors import ConfigError
 from ._events import Observer
 from ._files import create_run_dir, point_latest
-from ._manifest import RunManifest
+from ._manifest import RunManifest, TraceExport, write_manifest
+from ._otel import OtlpExport, otlp_export
 from ._resume import ResumeState, find_resumable, load_state, plan_hash, session_settings
 from ._setup import RunSetup, prepare
 from ._store import RunRecord, Store
+from ._trace_files import TraceOptions
 
 STORE_FILE = "state.db"
+EXPORT_FLUSH_LIMIT = 2.0  # seconds the span export may take to deliver what is left
 
 
 async def run(
@@ -48,6 +52,8 @@ async def run(
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
     control: RunControl | None = None,
+    trace_content: bool = False,
+    otlp_endpoint: str | None = None,
 ) -> RunManifest:
     """Run the chain over every topic in ``topics`` and return the run's manifest.
 
@@ -66,6 +72,10 @@ async def run(
     again). ``resume=True`` continues the newest unfinished run of the same topics file, in
     its own folder, if there is one. ``max_cost`` (USD) starts no chain that could pass it.
     ``control`` lets a signal handler interrupt the run gracefully (see ``RunControl``).
+
+    Every run writes ``trace.json``, ``report.html`` and ``events.jsonl``; prompts and
+    outputs appear in them only with ``trace_content=True``. ``otlp_endpoint`` (an OTLP/HTTP
+    traces URL; needs the ``otel`` extra) also exports every span as it ends.
     """
     setup = prepare(
         topics,
@@ -86,7 +96,7 @@ async def run(
     # Everything the user could have got wrong is checked; only now do the store and a run
     # folder appear.
     out = Path(out)
-    async with await _open_store(out) as store:
+    async with _exporting(otlp_endpoint) as export, await _open_store(out) as store:
         state = None
         if resume:
             earlier = find_resumable(store, setup.plan.topics_file)
@@ -96,7 +106,44 @@ async def run(
                 if setup.max_cost is None and saved_budget is not None:
                     # The run's own budget, as its first session was given it.
                     setup = replace(setup, max_cost=saved_budget, budget_source="--max-cost")
-        return await _session(setup, out, store, state, observers=observers, control=control)
+        return await _session(
+            setup,
+            out,
+            store,
+            state,
+            observers=observers,
+            control=control,
+            trace_content=trace_content,
+            export=export,
+        )
+
+
+@asynccontextmanager
+async def _exporting(endpoint: str | None) -> AsyncIterator[OtlpExport | None]:
+    """The span export to ``endpoint`` (ConfigError before anything starts if it cannot
+    be), shut down however the session ends. A session that ends normally flushes it first
+    and records what it delivered (``_flush``)."""
+    export = otlp_export(endpoint) if endpoint else None
+    try:
+        yield export
+    finally:
+        if export is not None and not export.closed:
+            await asyncio.to_thread(export.close, EXPORT_FLUSH_LIMIT)
+
+
+async def _flush(export: OtlpExport, manifest: RunManifest) -> None:
+    """Deliver what is left of the export, within its limit and outside the run's wall
+    time, and record in run.json how many spans reached the endpoint."""
+    report = await asyncio.to_thread(export.close, EXPORT_FLUSH_LIMIT)
+    manifest.trace_export = TraceExport(
+        endpoint=report.endpoint,
+        spans=report.spans,
+        delivered=report.delivered,
+        undelivered=report.undelivered,
+        flush_s=round(report.flush_s, 3),
+        error=report.error,
+    )
+    write_manifest(Path(manifest.output_dir) / "run.json", manifest)
 
 
 async def _open_store(out: Path, *, must_exist: bool = False) -> Store:
@@ -123,13 +170,19 @@ async def resume(
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
     control: RunControl | None = None,
+    trace_content: bool = False,
+    otlp_endpoint: str | None = None,
 ) -> RunManifest:
     """Continue run ``run_id`` of the outputs root ``out`` where it stopped, with the
     settings it started with (``concurrency``, ``max_cost`` and ``retry_passes`` may be
     changed). ConfigError when it cannot be resumed: unknown, finished, still running, or
-    its topics, chain or agents changed since."""
+    its topics, chain or agents changed since. Tracing works as in ``run()``; the trace
+    files describe this session."""
     out = Path(out)
-    async with await _open_store(out, must_exist=True) as store:
+    async with (
+        _exporting(otlp_endpoint) as export,
+        await _open_store(out, must_exist=True) as store,
+    ):
         record = store.get_run(run_id)
         if record is None:
             known = [r.run_id for r in store.runs()[:5]]
@@ -162,7 +215,16 @@ async def resume(
             environ=environ,
         )
         state = load_state(store, record, setup.plan, setup.settings())
-        return await _session(setup, out, store, state, observers=observers, control=control)
+        return await _session(
+            setup,
+            out,
+            store,
+            state,
+            observers=observers,
+            control=control,
+            trace_content=trace_content,
+            export=export,
+        )
 
 
 async def _session(
@@ -173,6 +235,8 @@ async def _session(
     *,
     observers: Sequence[Observer],
     control: RunControl | None,
+    trace_content: bool = False,
+    export: OtlpExport | None = None,
 ) -> RunManifest:
     """One session of a run: a new one, or a resumed one in its own folder."""
     if state is None:
@@ -197,12 +261,22 @@ async def _session(
             settings=session_settings(setup.settings(), state, now),
         )
     )
+    tracing = TraceOptions(content=trace_content, sinks=(export,) if export else ())
     try:
-        return await setup.execute(
-            run_id, run_dir, observers=observers, store=store, resume=state, control=control
+        manifest = await setup.execute(
+            run_id,
+            run_dir,
+            observers=observers,
+            store=store,
+            resume=state,
+            control=control,
+            tracing=tracing,
         )
     except asyncio.CancelledError:
         # Interrupted before the run itself began (the provider starting): say so, rather
         # than leave a row that looks like a crash. Once begun, the run closes itself.
         await asyncio.shield(store.set_status(run_id, "interrupted"))
         raise
+    if export is not None:
+        await _flush(export, manifest)
+    return manifest

@@ -35,6 +35,7 @@ from ._provider import (
 from ._resume import ResumeState
 from ._sim._settings import SimSettings, resolve_sim_settings
 from ._store import Store
+from ._trace_files import TraceOptions
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class RunSetup:
         store: Store | None = None,
         resume: ResumeState | None = None,
         control: RunControl | None = None,
+        tracing: TraceOptions | None = None,
     ) -> RunManifest:
         """Run every topic once (plus retry passes) into ``run_dir``; return the manifest.
 
@@ -144,6 +146,7 @@ class RunSetup:
 
         Without a ``store`` nothing is committed or reused: every stage is called (``compare``
         and ``bench`` measure calls). ``resume`` is what an earlier session finished.
+        ``tracing`` says whether spans record content and where else they go (OpenTelemetry).
         """
         limiters = self.limiters()
         async with self.connect() as (chat, endpoint):
@@ -169,6 +172,7 @@ class RunSetup:
                 store=store,
                 resume=resume,
                 control=control,
+                tracing=tracing,
             )
 
 
