@@ -21,13 +21,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ._errors import ConfigError
 from ._files import atomic_write_text
-from ._spans import QUEUED, Marker, Span
+from ._spans import QUEUED, Marker, Span, SpanKind
 
 FORMAT = "orchestrate-trace/1"
+_KINDS = frozenset(get_args(SpanKind))
 _PID = 1
 _ID, _PARENT, _KIND, _STATUS, _ERROR, _TOPIC = (
     f"orchestrate.span.{k}" for k in ("id", "parent", "kind", "status", "error", "topic")
@@ -188,32 +189,41 @@ def load_trace(path: Path) -> Trace:
     other = data.get("otherData") if isinstance(data, dict) else None
     if not isinstance(other, dict) or other.get("format") != FORMAT:
         raise ConfigError(f"not a trace written by orchestrate ({FORMAT})", file=path, hint=hint)
+    try:
+        spans, markers = _read_events(data["traceEvents"])
+        spans.sort(key=lambda s: s.id)
+        run_id, epoch = str(other.get("run_id", "")), float(other.get("epoch", 0.0))
+    except KeyError as exc:
+        raise ConfigError(f"a trace event lacks {exc}", file=path, hint=hint) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"a trace event is damaged ({exc})", file=path, hint=hint) from None
+    return Trace(run_id, epoch, tuple(spans), tuple(markers))
+
+
+def _read_events(events: list[dict[str, Any]]) -> tuple[list[Span], list[Marker]]:
     spans: list[Span] = []
     markers: list[Marker] = []
-    try:
-        for event in data["traceEvents"]:
-            if event.get("ph") == "i":
-                markers.append(Marker(event["ts"] / 1e6, event["name"]))
-            if event.get("ph") != "X":
-                continue
-            args = dict(event.get("args") or {})
-            start = event["ts"] / 1e6
-            spans.append(
-                Span(
-                    id=args.pop(_ID),
-                    parent=args.pop(_PARENT),
-                    kind=args.pop(_KIND),
-                    name=event["name"],
-                    start=start,
-                    end=start + event["dur"] / 1e6,
-                    status=args.pop(_STATUS),
-                    error=args.pop(_ERROR, None),
-                    topic=args.pop(_TOPIC, None),
-                    attributes=args,
-                )
-            )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"a trace event lacks {exc}", file=path, hint=hint) from None
-    spans.sort(key=lambda s: s.id)
-    run_id, epoch = str(other.get("run_id", "")), float(other.get("epoch", 0.0))
-    return Trace(run_id, epoch, tuple(spans), tuple(markers))
+    for event in events:
+        if event.get("ph") == "i":
+            markers.append(Marker(float(event["ts"]) / 1e6, str(event["name"])))
+        if event.get("ph") != "X":
+            continue
+        args = dict(event.get("args") or {})
+        start = float(event["ts"]) / 1e6
+        parent = args.pop(_PARENT, None)
+        span = Span(
+            id=int(args.pop(_ID)),
+            parent=None if parent is None else int(parent),
+            kind=args.pop(_KIND),
+            name=str(event["name"]),
+            start=start,
+            end=start + float(event["dur"]) / 1e6,
+            status=args.pop(_STATUS),
+            error=args.pop(_ERROR, None),
+            topic=args.pop(_TOPIC, None),
+            attributes=args,
+        )
+        if span.kind not in _KINDS:
+            raise ValueError(f"unknown span kind {span.kind!r}")
+        spans.append(span)
+    return spans, markers

@@ -6,6 +6,7 @@ keeps the results apart from the chatter.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._events import ChainFinished, Event, RetryPassStarted, RunStarted, TopicRestored
-from ._manifest import RunManifest
+from ._manifest import RunManifest, TraceExport
+from ._verdict import Parallelism
 
 
 def shorten(text: str, width: int = 80) -> str:
@@ -120,9 +122,19 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         else f"parallel, concurrency {manifest.concurrency}"
     )
     table.add_row("mode", mode)
+    p = manifest.parallelism
+    if p is not None:
+        table.add_row("parallelism", escape(_parallelism_line(p)))
     table.add_row("provider", escape(f"{manifest.provider} ({manifest.endpoint})"))
     table.add_row("outputs", escape(manifest.output_dir))
+    if (Path(manifest.output_dir) / "report.html").exists():
+        folder = _short_path(manifest.output_dir)
+        table.add_row("trace", escape(f"report.html · orchestrate trace {shlex.quote(folder)}"))
+    if manifest.trace_export is not None:
+        table.add_row("export", escape(_export_line(manifest.trace_export)))
     console.print(table)
+    if p is not None and p.verdict in ("staircase", "between") and p.explanation:
+        console.print(f"[yellow]{p.verdict}:[/yellow] {escape(p.explanation)}", highlight=False)
     if manifest.stop_reason:
         console.print(f"[red]stopped:[/red] {escape(manifest.stop_reason)}", highlight=False)
     # One line per distinct error, not per topic: a quota stop fails many topics alike.
@@ -148,6 +160,40 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
             f"to run the unfinished topics again: orchestrate run {escape(str(failed_file))}",
             highlight=False,
         )
+
+
+def _parallelism_line(p: Parallelism) -> str:
+    if p.effective is None:
+        return "-"
+    if not p.peak:
+        return p.explanation or "no calls were made"
+    numbers = (
+        f"effective {p.effective:.1f}, peak {p.peak} of {p.allowed} allowed, "
+        f"waits {p.wait_share or 0:.0%} of chain time"
+    )
+    if p.verdict is None:
+        return f"{numbers} ({p.explanation})" if p.explanation else numbers
+    return f"{p.verdict}: {numbers}"
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the working directory when that is shorter."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return relative if len(relative) < len(path) else path
+
+
+def _export_line(e: TraceExport) -> str:
+    flush = f"flushed in {e.flush_s:.1f}s after the run"
+    if e.undelivered == 0:
+        return f"{e.delivered} spans sent to {e.endpoint} ({flush})"
+    why = f": {e.error}" if e.error else ""
+    return (
+        f"{e.delivered} of {e.spans} spans delivered to {e.endpoint}; "
+        f"{e.undelivered} undelivered{why} ({flush})"
+    )
 
 
 def resume_command(manifest: RunManifest) -> str:

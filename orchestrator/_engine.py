@@ -179,14 +179,22 @@ class Engine:
         results: list[ChainResult] = []
         failures: list[Exception] = []
 
+        taken = 0
+
         async def worker() -> None:
+            nonlocal taken
             # Sharing one iterator is safe: next() never awaits, so no two workers interleave.
             while not self.brake.stopping and (topic := next(pending, None)) is not None:
                 if self.budget is not None and not self.budget.admit(topic):
                     self.stop(self.budget.refusal(topic))
                     break
+                taken += 1
+                now = self.clock()
+                # The first chains of a pass had a slot from the start: whatever time the
+                # workers took to begin is not queueing.
+                waited_from = queued_at if taken > self.concurrency else now
                 try:
-                    await self.emit(Waited(topic, None, "slot", queued_at, self.clock()))
+                    await self.emit(Waited(topic, None, "slot", waited_from, now))
                     results.append(await self.run_chain(topic, done=done.get(topic.index)))
                 except Exception as exc:  # an observer failed: nothing more can be saved
                     failures.append(exc)

@@ -9,7 +9,9 @@ run appends, so the file tells every session's story in order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,10 +57,11 @@ class EventLog:
             raise OutputError(self.path, exc.strerror or str(exc)) from exc
         # Its own logger, not the global configuration: -v/-q filter the console, not this.
         self._log = structlog.wrap_logger(
-            structlog.WriteLogger(self._file),
+            _BufferedWriter(self._file),
             wrapper_class=structlog.BoundLogger,
             processors=[
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _event_first,
                 structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
             ],
         )
@@ -70,18 +73,48 @@ class EventLog:
 
     def _fields(self, event: Event) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        for f in dataclasses.fields(event):
-            value = getattr(event, f.name)
-            if f.name in ("at", "started"):
-                fields["t" if f.name == "at" else "started"] = round(value - self._t0, 6)
-            elif f.name in _TEXT_FIELDS and not self.content:
-                if f.name == "output":
+        for name in _field_names(type(event)):
+            value = getattr(event, name)
+            if name in ("at", "started"):
+                fields["t" if name == "at" else "started"] = round(value - self._t0, 6)
+            elif name in _TEXT_FIELDS and not self.content:
+                if name == "output":
                     fields["output_chars"] = len(value)
-            elif f.name == "record":
+            elif name == "record":
                 continue  # a resumed stage's earlier record: already in run.json
             else:
-                fields[f.name] = _plain(value)
+                fields[name] = _plain(value)
         return fields
+
+
+def _event_first(_: Any, __: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``event`` and ``timestamp`` lead each line, for a reader scanning the file."""
+    return {"event": fields.pop("event"), "timestamp": fields.pop("timestamp"), **fields}
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+class _BufferedWriter:
+    """A structlog logger writing lines to ``file`` and flushing at most every
+    ``interval`` seconds (and on close): structlog's WriteLogger flushes every line, a
+    system call per event on the run's hot path."""
+
+    def __init__(self, file: IO[str], *, interval: float = 1.0) -> None:
+        self._file = file
+        self._interval = interval
+        self._next_flush = time.monotonic() + interval
+
+    def msg(self, message: str) -> None:
+        self._file.write(message + "\n")
+        now = time.monotonic()
+        if now >= self._next_flush:
+            self._file.flush()
+            self._next_flush = now + self._interval
+
+    info = msg
 
 
 def _plain(value: Any) -> Any:

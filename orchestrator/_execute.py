@@ -26,6 +26,7 @@ from ._persist import StoreObserver
 from ._plan import Plan
 from ._prices import Prices
 from ._provider import Endpoint
+from ._report import render_report
 from ._resume import ResumeState
 from ._reuse import StoreRecall
 from ._spans import SpanRecorder
@@ -74,7 +75,7 @@ async def execute_plan(
         writers = [
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
-            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=None),
+            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=render_report),
             EventLog(run_dir / EVENTS_FILE, content=tracing.content),
         ]
     saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import structlog
+
 from ._events import (
     CallFailed,
     CallFinished,
@@ -32,6 +34,8 @@ from ._events import (
     StageStarted,
     Waited,
 )
+
+log = structlog.get_logger()
 
 SpanKind = Literal["run", "chain", "stage", "call", "wait"]
 SpanStatus = Literal["ok", "error", "unset"]
@@ -75,7 +79,8 @@ class Marker:
 
 
 class SpanSink(Protocol):
-    """Receives spans as they happen (the OpenTelemetry exporter is one)."""
+    """Receives spans as they happen (the OpenTelemetry exporter is one). It runs on the
+    event loop, so it must be quick; one that raises is dropped for the rest of the run."""
 
     def open(self, epoch: float) -> None:
         """The run starts; ``epoch`` is the UNIX time of its t=0."""
@@ -200,7 +205,7 @@ class SpanRecorder:
                 if span is not None:
                     span.attributes.update(
                         {
-                            "gen_ai.request.model": event.model,
+                            "gen_ai.response.model": event.model,
                             "gen_ai.usage.input_tokens": event.prompt_tokens,
                             "gen_ai.usage.output_tokens": event.completion_tokens,
                             "orchestrate.attempts": event.attempts,
@@ -230,9 +235,8 @@ class SpanRecorder:
     def _run_started(self, event: RunStarted) -> None:
         self._t0 = event.at
         self.epoch = event.wall_start.timestamp()
-        self.provider = "openai" if event.provider == "openai" else event.provider
-        for sink in self.sinks:
-            sink.open(self.epoch)
+        self.provider = event.provider  # "openai" is the convention's own name for it
+        self._tell("open", self.epoch)
         self._run = self._open(
             "run",
             f"orchestrate run {event.run_id}",
@@ -314,13 +318,21 @@ class SpanRecorder:
             attributes=attributes,
         )
         self.spans.append(span)
-        for sink in self.sinks:
-            sink.started(span)
+        self._tell("started", span)
         return span
 
     def _close(self, span: Span, at: float, status: SpanStatus, error: str | None = None) -> None:
         span.end = max(span.start, at - self._t0)
         span.status = status
         span.error = error
-        for sink in self.sinks:
-            sink.ended(span)
+        self._tell("ended", span)
+
+    def _tell(self, method: str, arg: Any) -> None:
+        """Hand ``arg`` to every sink. A sink that fails is dropped, with a warning: an
+        exporter's trouble must never stop the run or cost it its own files."""
+        for sink in list(self.sinks):
+            try:
+                getattr(sink, method)(arg)
+            except Exception as exc:
+                self.sinks.remove(sink)
+                log.warning("trace.sink_failed", sink=type(sink).__name__, error=repr(exc))

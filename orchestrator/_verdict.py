@@ -18,7 +18,7 @@ FAN_SHARE = 0.7
 _PACING_SHARE = 0.25  # waits above this share of chain time set the pace
 
 Verdict = Literal["fan", "staircase", "between"]
-Pace = Literal["concurrency", "rate limiter", "backoff", "one by one", "tail"]
+Pace = Literal["concurrency", "rate limiter", "backoff", "one by one", "overhead", "tail"]
 
 
 class Parallelism(BaseModel):
@@ -63,12 +63,12 @@ def assess(
     """The verdict from the numbers alone: call intervals, the wall time, the concurrency
     allowed, how many chains ran, their summed time and what they spent waiting."""
     call_time = sum(end - start for start, end in calls)
-    effective = call_time / wall if wall > 0 else 0.0
+    effective = round(call_time / wall, 3) if wall > 0 else 0.0
     peak = peak_overlap(calls)
     waits = limiter_wait + backoff_wait
     wait_share = waits / chain_time if chain_time > 0 else 0.0
     numbers = Parallelism(
-        effective=round(effective, 3),
+        effective=effective,
         peak=peak,
         allowed=allowed,
         chains=chains,
@@ -83,16 +83,21 @@ def assess(
         numbers.explanation = "one chain: nothing to overlap"
         return numbers
     fan_at = FAN_SHARE * min(allowed, chains)
-    said = f"effective parallelism {effective:.2f} (peak {peak} calls at once, {allowed} allowed)"
+    calls_at_once = "1 call" if peak == 1 else f"{peak} calls"
+    said = (
+        f"effective parallelism {effective:.2f} (peak {calls_at_once} at once, {allowed} allowed)"
+    )
     if effective >= max(fan_at, STAIRCASE_BELOW):
         numbers.verdict = "fan"
         numbers.explanation = f"fan: {said}, over {chains} chains"
         return numbers
+    share = (lambda seconds: seconds / chain_time) if chain_time > 0 else (lambda _: 0.0)
     pace, advice = _pace(
         allowed=allowed,
         peak=peak,
-        limiter_share=limiter_wait / chain_time if chain_time > 0 else 0.0,
-        backoff_share=backoff_wait / chain_time if chain_time > 0 else 0.0,
+        limiter_share=share(limiter_wait),
+        backoff_share=share(backoff_wait),
+        gap_share=share(max(0.0, chain_time - call_time - waits)),
     )
     numbers.paced_by = pace
     if effective < STAIRCASE_BELOW:
@@ -108,7 +113,7 @@ def assess(
 
 
 def _pace(
-    *, allowed: int, peak: int, limiter_share: float, backoff_share: float
+    *, allowed: int, peak: int, limiter_share: float, backoff_share: float, gap_share: float
 ) -> tuple[Pace, str]:
     """What held the run back, and what to change."""
     if allowed <= 1:
@@ -132,6 +137,12 @@ def _pace(
             f"calls were awaited one by one (never more than 1 in flight, {allowed} allowed): "
             "something blocks the event loop — a synchronous client or observer — or "
             "serialises the calls"
+        )
+    if gap_share >= _PACING_SHARE:
+        return "overhead", (
+            f"{gap_share:.0%} of chain time went between calls (rendering prompts, saving "
+            "stages, the client's own work): the calls are short for this concurrency on "
+            "this machine; fewer chains at once would lose little"
         )
     return "tail", (
         "a few long chains set the wall time while the rest had finished; more topics per "

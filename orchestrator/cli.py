@@ -23,6 +23,7 @@ from ._cli_support import (
     run_async,
 )
 from ._cli_tools import bench_command, serve_sim
+from ._cli_trace import trace_command
 from ._compare import compare as compare_topics
 from ._compare_report import print_comparison
 from ._console import ProgressPrinter
@@ -92,6 +93,28 @@ def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How ``run`` and ``resume`` trace, declared once."""
+    options = [
+        click.option(
+            "--trace-content",
+            is_flag=True,
+            envvar="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            help="Record prompts and outputs in the spans and events.jsonl (off: they may "
+            "be private).",
+        ),
+        click.option(
+            "--otlp-endpoint",
+            metavar="URL",
+            help="Also export spans to this OTLP/HTTP traces URL, e.g. "
+            "http://localhost:4318/v1/traces (needs: pip install 'orchestrate[otel]').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("run")
 @click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -117,6 +140,7 @@ def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Budget in USD: start no chain that could take the run's spend past it.",
 )
 @_shared_run_options
+@_trace_options
 def run_command(
     topics: Path,
     chain: Path | None,
@@ -132,6 +156,8 @@ def run_command(
     resume: bool,
     fresh: bool,
     max_cost: float | None,
+    trace_content: bool,
+    otlp_endpoint: str | None,
 ) -> None:
     """Run the chain over every topic in TOPICS.
 
@@ -168,6 +194,8 @@ def run_command(
             fresh=fresh,
             observers=observers,
             control=control,
+            trace_content=trace_content,
+            otlp_endpoint=otlp_endpoint,
         ),
     )
 
@@ -193,6 +221,7 @@ def run_command(
     "--retry-passes", type=click.IntRange(min=0), help="Passes over chains that still fail."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the results.")
+@_trace_options
 def resume_run_command(
     run_id: str,
     out: Path,
@@ -200,6 +229,8 @@ def resume_run_command(
     max_cost: float | None,
     retry_passes: int | None,
     quiet: bool,
+    trace_content: bool,
+    otlp_endpoint: str | None,
 ) -> None:
     """Continue run RUN_ID where it stopped: same id, same folder, same settings.
 
@@ -222,6 +253,8 @@ def resume_run_command(
             retry_passes=retry_passes,
             observers=observers,
             control=control,
+            trace_content=trace_content,
+            otlp_endpoint=otlp_endpoint,
         ),
     )
 
@@ -286,3 +319,4 @@ def compare_command(
 
 main.add_command(bench_command)
 main.add_command(serve_sim)
+main.add_command(trace_command)
