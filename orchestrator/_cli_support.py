@@ -26,6 +26,10 @@ NOTHING_STARTED = "nothing was started"
 
 def configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else (logging.INFO if verbose == 1 else logging.DEBUG)
+    # The OpenTelemetry exporter logs every failed export through stdlib logging; the run
+    # counts them and says so in its summary, so only -v shows them as they happen.
+    for noisy in ("opentelemetry", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if verbose == 0 else level)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -9,9 +9,9 @@ run appends, so the file tells every session's story in order.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -73,7 +73,7 @@ class EventLog:
 
     def _fields(self, event: Event) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        for name in _field_names(type(event)):
+        for name in _field_names(event.__class__):
             value = getattr(event, name)
             if name in ("at", "started"):
                 fields["t" if name == "at" else "started"] = round(value - self._t0, 6)
@@ -87,14 +87,19 @@ class EventLog:
         return fields
 
 
-def _event_first(_: Any, __: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _event_first(_: Any, __: str, fields: MutableMapping[str, Any]) -> dict[str, Any]:
     """``event`` and ``timestamp`` lead each line, for a reader scanning the file."""
     return {"event": fields.pop("event"), "timestamp": fields.pop("timestamp"), **fields}
 
 
-@functools.cache
-def _field_names(kind: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(kind))
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 class _BufferedWriter:
