@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -26,14 +26,14 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from ._errors import ConfigError
+from ._otel_delivery import Delivery, LastError, watched_session
 from ._provider import redact_url
 from ._spans import Span
 
 if TYPE_CHECKING:
-    import requests
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Status
 
 log = structlog.get_logger()
@@ -94,72 +94,6 @@ class _Batch(Protocol):
     def shutdown(self) -> None: ...
 
 
-@dataclass
-class _LastError:
-    """Why the latest HTTP request of the exporter failed (None: it did not)."""
-
-    text: str | None = None
-
-
-class _Delivery:
-    """The OTLP exporter, wrapped (the ``SpanExporter`` interface, duck-typed so that this
-    module imports without the SDK): counts the spans it is given and those delivered, keeps
-    why an export failed, and once ``stop``-ped sends nothing more."""
-
-    def __init__(
-        self, inner: SpanExporter, results: type[SpanExportResult], last: _LastError
-    ) -> None:
-        self._inner = inner
-        self._results = results
-        self._last = last
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._inner_shut = False
-        self.taken = 0  # spans the processor took off its queue to export
-        self.delivered = 0
-        self.failed = 0
-        self.error: str | None = None
-
-    def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
-        with self._lock:
-            self.taken += len(batch)
-            if self._stopped:
-                return self._results.FAILURE
-        self._last.text = None
-        try:
-            result = self._inner.export(batch)
-        except Exception as error:  # older SDKs raise where newer ones return FAILURE
-            self._last.text = self._last.text or type(error).__name__
-            result = self._results.FAILURE
-        with self._lock:
-            if self._stopped:  # the report is made: what ends now is not in it
-                return result
-            if result is self._results.SUCCESS:
-                self.delivered += len(batch)
-            else:
-                self.failed += len(batch)
-                self.error = self._last.text or self.error
-        return result
-
-    def stop(self) -> tuple[int, int, str | None]:
-        """Send nothing more; return (delivered, failed, last error) as of now."""
-        with self._lock:
-            self._stopped = True
-            counts = self.delivered, self.failed, self.error or self._last.text
-        self.shutdown()  # cuts short the exporter's retries (newer SDKs wait on its event)
-        return counts
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self._inner_shut:
-                return
-            self._inner_shut = True
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
 class OtlpExport:
     """A ``SpanSink`` that exports every span of a run over OTLP/HTTP. Make one with
     ``otlp_export``, and ``close`` it after the run.
@@ -175,7 +109,7 @@ class OtlpExport:
     def __init__(
         self,
         batch: _Batch,
-        delivery: _Delivery,
+        delivery: Delivery,
         *,
         endpoint: str,
         max_queue_size: int,
@@ -335,9 +269,9 @@ def otlp_export(
             hint=INSTALL_HINT,
         ) from error
 
-    last = _LastError()
-    exporter = OTLPSpanExporter(endpoint=url, timeout=timeout, session=_watched_session(last))
-    delivery = _Delivery(exporter, SpanExportResult, last)
+    last = LastError()
+    exporter = OTLPSpanExporter(endpoint=url, timeout=timeout, session=watched_session(last))
+    delivery = Delivery(exporter, SpanExportResult, last)
     batch = BatchSpanProcessor(
         cast("SpanExporter", delivery),
         max_queue_size=max_queue_size,
@@ -390,43 +324,3 @@ def _attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
         else:
             converted[key] = str(value)
     return converted
-
-
-def _watched_session(last: _LastError) -> requests.Session:
-    """The exporter's HTTP session, noting why a request failed: the exporter only reports
-    that an export did. (The class is made here, so that importing this module does not
-    import requests, which comes with the extra.)"""
-    import requests
-
-    class WatchedSession(requests.Session):
-        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-            try:
-                response = super().request(*args, **kwargs)
-            except requests.RequestException as error:
-                last.text = _error_text(error)
-                raise
-            if response.status_code >= 400:
-                last.text = f"HTTP {response.status_code} {response.reason or ''}".strip()
-            return response
-
-    return WatchedSession()
-
-
-def _error_text(error: Exception) -> str:
-    """A short reason for a failed request: requests' own messages run to lines."""
-    import requests
-
-    text = str(error)
-    if isinstance(error, requests.ConnectTimeout):
-        return "connect timed out"
-    if isinstance(error, requests.Timeout):
-        return "no answer in time"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(error, requests.ConnectionError):
-        if "refused" in text:
-            return "connection refused"
-        if "NameResolution" in text or "not known" in text or "getaddrinfo" in text:
-            return "unknown host"
-        return "connection failed"
-    return type(error).__name__
