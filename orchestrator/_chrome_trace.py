@@ -25,7 +25,7 @@ from typing import Any, get_args
 
 from ._errors import ConfigError
 from ._files import atomic_write_text
-from ._spans import QUEUED, Marker, Span, SpanKind
+from ._spans import QUEUED, WAIT_KIND, Marker, Span, SpanKind
 
 FORMAT = "orchestrate-trace/1"
 _KINDS = frozenset(get_args(SpanKind))
@@ -99,6 +99,10 @@ def _steps(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, int]]:
     return steps
 
 
+def is_slot_wait(span: Span) -> bool:
+    return span.kind == "wait" and span.attributes.get(WAIT_KIND) == "slot"
+
+
 def queue_intervals(spans: Iterable[Span]) -> list[tuple[float, float]]:
     """When each chain waited for a slot: from ``start - queued_s`` to ``start``."""
     return [
@@ -122,7 +126,7 @@ def to_chrome_trace(
         events.append(_meta("thread_name", lane, name=f"lane {lane}"))
         events.append(_meta("thread_sort_index", lane, sort_index=lane))
     for span in spans:
-        if span.end is None:
+        if span.end is None or is_slot_wait(span):  # the queue is the counter below
             continue
         chain = owner.get(span.id)
         args = dict(span.attributes)

@@ -116,6 +116,14 @@ class SpanRecorder:
         self._passes: dict[int, int] = {}
 
     async def on_event(self, event: Event) -> None:
+        # Tracing must never cost the run: it comes before the store, which commits what
+        # was paid for. A fault here loses spans, not answers.
+        try:
+            self._record(event)
+        except Exception as exc:
+            log.warning("trace.record_failed", event=type(event).__name__, error=repr(exc))
+
+    def _record(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._run_started(event)
             return
@@ -124,7 +132,18 @@ class SpanRecorder:
             return
         match event:
             case Waited(topic=topic, stage=None, started=started, at=at):
+                # Queued for a slot: a span of the run (trace.json draws it as a counter).
                 self._queued[topic.index] = at - started
+                if at > started:
+                    wait = self._open(
+                        "wait",
+                        "wait slot",
+                        started,
+                        parent=run,
+                        topic=topic.index,
+                        attributes={WAIT_KIND: "slot", TOPIC_INDEX: topic.index},
+                    )
+                    self._close(wait, at, "ok")
             case Waited(topic=topic, stage=str(stage), kind=kind, started=started, at=at):
                 parent = self._stages.get((topic.index, stage))
                 wait = self._open(

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._chrome_trace import Trace, assign_lanes, chain_of, queue_intervals
+from ._chrome_trace import Trace, assign_lanes, chain_of, is_slot_wait, queue_intervals
 from ._spans import ATTEMPT, COST, WAIT_KIND, Marker, Span
 from ._verdict import Parallelism, assess
 
@@ -93,7 +93,9 @@ class Waterfall:
         if width <= 0:
             return out
         for start, end in self.queued:
-            for column in range(columns):
+            first = min(columns - 1, max(0, int(start / width)))
+            last = min(columns - 1, max(0, int(end / width)))
+            for column in range(first, last + 1):
                 lo, hi = column * width, (column + 1) * width
                 out[column] += max(0.0, min(hi, end) - max(lo, start)) / width
         return out
@@ -118,7 +120,7 @@ def from_spans(spans: Sequence[Span], markers: Sequence[Marker], *, run_id: str)
     # Walk each stage's waits and calls in time order, so a call carries the waits before it.
     children: dict[int, list[Span]] = defaultdict(list)
     for span in spans:
-        if span.kind in ("call", "wait") and span.parent is not None:
+        if span.kind in ("call", "wait") and span.parent is not None and not is_slot_wait(span):
             children[span.parent].append(span)
     bars: list[Bar] = []
     limiter = backoff = 0.0

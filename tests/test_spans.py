@@ -163,7 +163,7 @@ def test_span_names_and_kinds_follow_the_genai_conventions(spans: list[Span]) ->
         + [("stage", "invoke_agent write")] * 3
         + [("call", "chat m1")] * 3
         + [("call", "chat m2")] * 2
-        + [("wait", "wait limiter"), ("wait", "wait backoff")]
+        + [("wait", "wait limiter"), ("wait", "wait backoff"), ("wait", "wait slot")]
     )
 
 
@@ -181,6 +181,9 @@ def test_parents_link_call_to_stage_to_chain_to_run(spans: list[Span]) -> None:
             continue
         assert span.parent is not None
         parent = by_id[span.parent]
+        if span.name == "wait slot":  # queued before its chain began: a wait of the run
+            assert parent.kind == "run", span
+            continue
         assert parent.kind == expected_parent[span.kind], span
         if span.kind != "chain":
             assert parent.topic == span.topic, span
@@ -288,9 +291,12 @@ def test_waits_are_spans_of_their_stage_with_their_kind(spans: list[Span]) -> No
     assert backoff.attributes["orchestrate.wait.kind"] == "backoff"
 
 
-def test_slot_waits_are_no_spans(spans: list[Span]) -> None:
-    """Queueing for a slot is the chain's queued_s (a counter in trace.json), not a bar."""
-    assert not [s for s in spans if "slot" in s.name]
+def test_slot_waits_are_spans_of_the_run(spans: list[Span]) -> None:
+    """Queueing for a slot is a ``wait slot`` span under the run (and the chain's
+    queued_s); a chain that got its slot at once has none."""
+    slot = [s for s in spans if s.name == "wait slot"]
+    assert [(s.topic, s.start, s.end) for s in slot] == [(STARS.index, 0.0, 0.5)]
+    assert slot[0].parent == spans[0].id and slot[0].kind == "wait"
 
 
 async def test_content_is_off_by_default(spans: list[Span]) -> None:
