@@ -42,8 +42,14 @@ def trace_command(run_dir: Path, show_all: bool, rows: int) -> None:
         path = run_dir / "latest" / TRACE_FILE
     try:
         picture = waterfall(load_trace(path))
+        render_waterfall(picture, Console(highlight=False), max_rows=rows, show_all=show_all)
     except ConfigError as exc:
         print_error(exc.render())
         sys.exit(EXIT_USAGE)
-    render_waterfall(picture, Console(highlight=False), max_rows=rows, show_all=show_all)
+    except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong kind
+        print_error(
+            f"{path}: a span in the trace is damaged ({exc})\n"
+            "  hint: give a run folder written by `orchestrate run`"
+        )
+        sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK)

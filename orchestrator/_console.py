@@ -134,7 +134,8 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         table.add_row("export", escape(_export_line(manifest.trace_export)))
     console.print(table)
     if p is not None and p.verdict in ("staircase", "between") and p.explanation:
-        console.print(f"[yellow]{p.verdict}:[/yellow] {escape(p.explanation)}", highlight=False)
+        verdict, _, rest = p.explanation.partition(": ")
+        console.print(f"[yellow]{escape(verdict)}:[/yellow] {escape(rest)}", highlight=False)
     if manifest.stop_reason:
         console.print(f"[red]stopped:[/red] {escape(manifest.stop_reason)}", highlight=False)
     # One line per distinct error, not per topic: a quota stop fails many topics alike.

@@ -75,8 +75,8 @@ async def execute_plan(
         writers = [
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
-            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=render_report),
             EventLog(run_dir / EVENTS_FILE, content=tracing.content),
+            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=render_report),
         ]
     saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
     budget = None

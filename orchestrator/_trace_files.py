@@ -7,12 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from ._chrome_trace import write_trace
 from ._events import Event, RunFinished
 from ._files import atomic_write_text
 from ._manifest import ManifestObserver, RunManifest
 from ._spans import SpanRecorder, SpanSink
 from ._waterfall import Waterfall, from_spans
+
+log = structlog.get_logger()
 
 TRACE_FILE, REPORT_FILE, EVENTS_FILE = "trace.json", "report.html", "events.jsonl"
 
@@ -53,7 +57,12 @@ class TraceFiles:
 
     async def on_event(self, event: Event) -> None:
         if isinstance(event, RunFinished):
-            self.write()
+            # The run is done and its results saved: a trace that cannot be written (a full
+            # disk, a bug in the drawing) is worth a warning, not a failed run.
+            try:
+                self.write()
+            except Exception as exc:
+                log.warning("trace.write_failed", folder=str(self.run_dir), error=str(exc))
 
     def write(self) -> None:
         spans, markers = self.recorder.spans, self.recorder.markers

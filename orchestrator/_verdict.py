@@ -59,9 +59,11 @@ def assess(
     chain_time: float,
     limiter_wait: float,
     backoff_wait: float,
+    refused: int = 0,
 ) -> Parallelism:
     """The verdict from the numbers alone: call intervals, the wall time, the concurrency
-    allowed, how many chains ran, their summed time and what they spent waiting."""
+    allowed, how many chains ran, their summed time and what they spent waiting, and how
+    many calls the provider refused with a 429 (its limits, not ours, then set the pace)."""
     call_time = sum(end - start for start, end in calls)
     effective = round(call_time / wall, 3) if wall > 0 else 0.0
     peak = peak_overlap(calls)
@@ -77,7 +79,7 @@ def assess(
         wait_share=round(wait_share, 4),
     )
     if not calls:
-        numbers.explanation = "no calls were made (every stage came from the store)"
+        numbers.explanation = "no calls were made"
         return numbers
     if chains < 2:
         numbers.explanation = "one chain: nothing to overlap"
@@ -98,6 +100,7 @@ def assess(
         limiter_share=share(limiter_wait),
         backoff_share=share(backoff_wait),
         gap_share=share(max(0.0, chain_time - call_time - waits)),
+        refused=refused,
     )
     numbers.paced_by = pace
     if effective < STAIRCASE_BELOW:
@@ -113,13 +116,26 @@ def assess(
 
 
 def _pace(
-    *, allowed: int, peak: int, limiter_share: float, backoff_share: float, gap_share: float
+    *,
+    allowed: int,
+    peak: int,
+    limiter_share: float,
+    backoff_share: float,
+    gap_share: float,
+    refused: int = 0,
 ) -> tuple[Pace, str]:
     """What held the run back, and what to change."""
     if allowed <= 1:
         return "concurrency", (
             "concurrency 1 set the pace (--sequential or -c 1): one chain at a time; "
             "run with -c N to overlap chains"
+        )
+    if refused and max(limiter_share, backoff_share) >= _PACING_SHARE:
+        return "rate limiter", (
+            f"the provider's rate limits set the pace: {refused} call(s) refused with 429, "
+            f"and {limiter_share + backoff_share:.0%} of chain time waited on the pauses and "
+            "backoff they asked for; lower -c or --rpm/--tpm to stay under them, or ask the "
+            "provider for a higher tier"
         )
     if limiter_share >= _PACING_SHARE and limiter_share >= backoff_share:
         return "rate limiter", (

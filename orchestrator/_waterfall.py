@@ -48,6 +48,7 @@ class Bar:
     status: str
     error: str | None
     lane: int
+    error_type: str | None = None  # error.type: an HTTP status, or the exception's name
 
     @property
     def latency(self) -> float:
@@ -152,6 +153,7 @@ def from_spans(spans: Sequence[Span], markers: Sequence[Marker], *, run_id: str)
                     status=span.status,
                     error=span.error,
                     lane=lanes.get(owner.get(span.id, -1), 0),
+                    error_type=a.get("error.type"),
                 )
             )
             waited = 0.0
@@ -165,6 +167,7 @@ def from_spans(spans: Sequence[Span], markers: Sequence[Marker], *, run_id: str)
         chain_time=sum(c.duration for c in chains),
         limiter_wait=limiter,
         backoff_wait=backoff,
+        refused=sum(b.status == "error" and b.error_type == "429" for b in bars),
     )
     return Waterfall(
         run_id=run_id,

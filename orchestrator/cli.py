@@ -7,6 +7,7 @@ a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -93,15 +94,26 @@ def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _content_from_env(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """The flag, or OpenTelemetry's own switch for GenAI content, in any of its spellings
+    (the instrumentations use true/false and NO_CONTENT/SPAN_ONLY/EVENT_ONLY/SPAN_AND_EVENT)."""
+    setting = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+    return value or setting.strip().lower() in _CONTENT_ON
+
+
+_CONTENT_ON = frozenset({"true", "1", "yes", "span_only", "event_only", "span_and_event"})
+
+
 def _trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """How ``run`` and ``resume`` trace, declared once."""
     options = [
         click.option(
             "--trace-content",
             is_flag=True,
-            envvar="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            callback=_content_from_env,
             help="Record prompts and outputs in the spans and events.jsonl (off: they may "
-            "be private).",
+            "be private). Also on with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT "
+            "set to true or SPAN_ONLY/EVENT_ONLY/SPAN_AND_EVENT.",
         ),
         click.option(
             "--otlp-endpoint",
