@@ -40,7 +40,7 @@ from ._events import (
     Waited,
 )
 from ._limits import Limit
-from ._manifest import RunManifest
+from ._manifest import RunManifest, TraceExport
 from ._plan import Plan, Stage, load_plan
 from ._prices import ModelPrice
 from ._retry import RetryPolicy
@@ -48,6 +48,7 @@ from ._run import resume, run
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings
 from ._topics import Topic
+from ._verdict import Parallelism
 
 __all__ = [
     "BenchCell",
@@ -72,6 +73,7 @@ __all__ = [
     "OpenAIChatClient",
     "OrchestrateError",
     "OutputError",
+    "Parallelism",
     "Plan",
     "RetryPassStarted",
     "RetryPolicy",
@@ -90,6 +92,7 @@ __all__ = [
     "StoreError",
     "Topic",
     "TopicRestored",
+    "TraceExport",
     "Waited",
     "bench",
     "compare",

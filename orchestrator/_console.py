@@ -190,10 +190,17 @@ def _export_line(e: TraceExport) -> str:
     flush = f"flushed in {e.flush_s:.1f}s after the run"
     if e.undelivered == 0:
         return f"{e.delivered} spans sent to {e.endpoint} ({flush})"
-    why = f": {e.error}" if e.error else ""
+    late = e.undelivered - e.dropped - e.failed
+    why = [
+        *([f"{e.dropped} dropped, the queue full"] if e.dropped else []),
+        *([f"{e.failed} in failed exports ({e.error or 'error'})"] if e.failed else []),
+        *([f"{late} not confirmed within the limit"] if late > 0 else []),
+    ]
+    if e.error and not e.failed:
+        why.append(f"last error: {e.error}")
     return (
         f"{e.delivered} of {e.spans} spans delivered to {e.endpoint}; "
-        f"{e.undelivered} undelivered{why} ({flush})"
+        f"{e.undelivered} undelivered: {'; '.join(why)} ({flush})"
     )
 
 

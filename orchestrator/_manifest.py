@@ -129,6 +129,8 @@ class TraceExport(BaseModel):
     undelivered: int = Field(description="spans dropped, refused or still queued at the limit")
     flush_s: float = Field(description="seconds spent flushing after the run")
     error: str | None = None
+    dropped: int = Field(0, description="of the undelivered: dropped, the queue being full")
+    failed: int = Field(0, description="of the undelivered: in an export that failed")
 
 
 class RunManifest(BaseModel):

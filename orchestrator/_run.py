@@ -142,6 +142,8 @@ async def _flush(export: OtlpExport, manifest: RunManifest) -> None:
         undelivered=report.undelivered,
         flush_s=round(report.flush_s, 3),
         error=report.error,
+        dropped=report.dropped,
+        failed=report.failed,
     )
     write_manifest(Path(manifest.output_dir) / "run.json", manifest)
 
