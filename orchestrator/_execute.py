@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -62,13 +63,16 @@ async def execute_plan(
     recorder = SpanRecorder(
         chain=plan.chain_file.stem, content=tracing.content, sinks=tracing.sinks
     )
+    # The run's picture, drawn once when it ends: run.json takes its verdict, the report
+    # draws it.
+    picture = functools.cache(lambda: from_spans(recorder.spans, recorder.markers, run_id=run_id))
     manifest = ManifestObserver(
         run_dir / "run.json",
         plan.topics,
         topics_file=plan.topics_file,
         chain_file=plan.chain_file,
         output_dir=run_dir,
-        parallelism=lambda: from_spans(recorder.spans, (), run_id=run_id).parallelism,
+        parallelism=lambda: picture().parallelism,
     )
     writers: list[Observer] = []
     if write_outputs:
@@ -76,7 +80,14 @@ async def execute_plan(
             OutputWriter(run_dir),
             FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
             EventLog(run_dir / EVENTS_FILE, content=tracing.content),
-            TraceFiles(run_dir, recorder, manifest, run_id=run_id, report=render_report),
+            TraceFiles(
+                run_dir,
+                recorder,
+                manifest,
+                run_id=run_id,
+                picture=picture,
+                report=render_report,
+            ),
         ]
     saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
     budget = None

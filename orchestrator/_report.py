@@ -61,7 +61,7 @@ def render_report(picture: Waterfall, manifest: RunManifest) -> str:
         columns=COLUMNS,
         aggregated=aggregated,
         draw=draw,
-        legend=[(stage, picture.colour(stage)) for stage in _stages(picture)],
+        legend=[(stage, picture.colour(stage)) for stage in picture.all_stages()],
         slowest=[_slow(b, topics) for b in picture.slowest(SLOWEST)] if aggregated else [],
         rows=[_topic_row(t, manifest.stages) for t in manifest.topics],
         failures=[t for t in manifest.topics if t.status == "failed"],
@@ -114,7 +114,8 @@ def _aggregated(picture: Waterfall) -> dict[str, Any]:
     x, span = _scale(picture)
     counts = Counter(b.stage for b in picture.bars)
     series = [
-        (s, picture.colour(s), picture.in_flight(COLUMNS, s), counts[s]) for s in _stages(picture)
+        (s, picture.colour(s), picture.in_flight(COLUMNS, s), counts[s])
+        for s in picture.all_stages()
     ]
     shared = max((max(v, default=0.0) for _, _, v, _ in series), default=0.0)
     everything = picture.in_flight(COLUMNS)
@@ -137,11 +138,6 @@ def _aggregated(picture: Waterfall) -> dict[str, Any]:
         )
     bottom = ROWS_TOP + len(series) * (FLIGHT_H + FLIGHT_GAP)
     return {**_frame(picture, x, span, bottom + 30.0, bottom=bottom), "rows": rows}
-
-
-def _stages(picture: Waterfall) -> list[str]:
-    """The chain's stages in order, then any a call names that the run did not list."""
-    return list(dict.fromkeys([*picture.stages, *(b.stage for b in picture.bars)]))
 
 
 def _frame(

@@ -14,7 +14,7 @@ from ._events import Event, RunFinished
 from ._files import atomic_write_text
 from ._manifest import ManifestObserver, RunManifest
 from ._spans import SpanRecorder, SpanSink
-from ._waterfall import Waterfall, from_spans
+from ._waterfall import Waterfall
 
 log = structlog.get_logger()
 
@@ -47,12 +47,14 @@ class TraceFiles:
         manifest: ManifestObserver,
         *,
         run_id: str,
+        picture: Callable[[], Waterfall],
         report: Report | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.recorder = recorder
         self.manifest = manifest
         self.run_id = run_id
+        self.picture = picture
         self.report = report
 
     async def on_event(self, event: Event) -> None:
@@ -74,6 +76,5 @@ class TraceFiles:
             epoch=self.recorder.epoch,
         )
         if self.report is not None and self.manifest.manifest is not None:
-            picture = from_spans(spans, markers, run_id=self.run_id)
-            html = self.report(picture, self.manifest.manifest)
+            html = self.report(self.picture(), self.manifest.manifest)
             atomic_write_text(self.run_dir / REPORT_FILE, html)

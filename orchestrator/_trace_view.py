@@ -232,7 +232,7 @@ def _summary(picture: Waterfall, layout: _Layout) -> list[Text]:
     """Calls in flight per stage (on one scale, so stages compare), all calls and chains
     queued for a slot (each on its own scale), then the slowest calls in full."""
     columns = layout.bar
-    per_stage = [(s, picture.in_flight(columns, s)) for s in _stages(picture)]
+    per_stage = [(s, picture.in_flight(columns, s)) for s in picture.all_stages()]
     stage_peak = max((max(v, default=0.0) for _, v in per_stage), default=0.0)
     rows: list[Text] = []
     for stage, values in per_stage:
@@ -273,7 +273,7 @@ def _number(x: float) -> str:
 
 def _legend(picture: Waterfall) -> Text:
     text = Text()
-    for stage in _stages(picture):
+    for stage in picture.all_stages():
         text.append("█ ", style=Style(color=picture.colour(stage)))
         text.append(stage + "  ")
     text.append(_WAIT + " waited  ", style=_DIM)
@@ -281,11 +281,6 @@ def _legend(picture: Waterfall) -> Text:
     if picture.markers:
         text.append("  " + _MARKER + " " + ", ".join(m.name for m in picture.markers))
     return text
-
-
-def _stages(picture: Waterfall) -> list[str]:
-    """The chain's stages in order, then any a call names that the run did not list."""
-    return list(dict.fromkeys([*picture.stages, *(b.stage for b in picture.bars)]))
 
 
 def _verdict(picture: Waterfall) -> Text | None:

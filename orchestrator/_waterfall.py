@@ -66,6 +66,10 @@ class Waterfall:
     markers: tuple[Marker, ...]
     parallelism: Parallelism
 
+    def all_stages(self) -> list[str]:
+        """The chain's stages in order, then any a call names that the run did not list."""
+        return list(dict.fromkeys([*self.stages, *(b.stage for b in self.bars)]))
+
     def colour(self, stage: str) -> str:
         index = self.stages.index(stage) if stage in self.stages else len(self.stages)
         return STAGE_COLOURS[index % len(STAGE_COLOURS)]
