@@ -53,6 +53,16 @@ class ChatClient(Protocol):
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a stage's calls go: the client, the endpoint URL its rate limiters are kept
+    under, and the identity stored answers are keyed by (see ``Endpoint``)."""
+
+    client: ChatClient
+    endpoint: str
+    identity: str
+
+
 class OpenAIChatClient:
     """A ChatClient over ``openai.AsyncOpenAI``.
 

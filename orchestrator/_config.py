@@ -7,7 +7,9 @@ turning them into a runnable plan (``_plan``) happen elsewhere.
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -69,7 +71,53 @@ def check_identifier(value: str) -> str:
     return value
 
 
-class StageSpec(_Strict):
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_base_url(value: str | None) -> str | None:
+    """An endpoint's URL must be http(s) with a host, or every call would fail."""
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            "base_url must be an http(s) URL, e.g. http://localhost:11434/v1 (Ollama) or "
+            "https://api.openai.com/v1"
+        )
+    return value
+
+
+def check_env_name(value: str | None) -> str | None:
+    """``api_key_env`` names a variable; the key itself never belongs in a file."""
+    if value is None:
+        return value
+    if value.startswith(("sk-", "sk_")) or not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "api_key_env is the NAME of an environment variable holding the key (e.g. "
+            "OPENROUTER_API_KEY), never the key itself"
+        )
+    return value
+
+
+class EndpointSettings(_Strict):
+    """Where a stage's calls go: the fields a chain and each of its stages may set."""
+
+    base_url: str | None = Field(
+        None,
+        description="an OpenAI-compatible endpoint for these calls, e.g. "
+        "http://localhost:11434/v1 (default: the run's provider)",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="the environment variable holding this endpoint's API key (default: "
+        "none is sent to a base_url; OPENAI_API_KEY without one)",
+    )
+
+    _check_url = field_validator("base_url")(check_base_url)
+    _check_env = field_validator("api_key_env")(check_env_name)
+
+
+class StageSpec(EndpointSettings):
     """One stage of the chain in its long form."""
 
     name: str = Field(description="stage name; later prompts see its output as {{ name }}")
@@ -96,7 +144,7 @@ class BudgetConfig(_Strict):
     )
 
 
-class ChainConfig(_Strict):
+class ChainConfig(EndpointSettings):
     """``configs/chain.yaml``: which agents run, in which order, and how."""
 
     stages: list[StageSpec] = Field(

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from ._brake import Brake
 from ._budget import Budget, Pricing
-from ._client import ChatClient, ChatRequest, ChatResponse
+from ._client import ChatClient, ChatRequest, ChatResponse, Route
 from ._errors import CallError, CallNotSent, RunError, StageFailed
 from ._events import (
     CallFailed,
@@ -85,6 +85,7 @@ class Engine:
         retry: RetryPolicy | None = None,
         endpoint: str = "",
         identity: str | None = None,
+        routes: Mapping[str, Route] | None = None,
         recall: Recall | None = None,
         prices: Pricing | None = None,
         budget: Budget | None = None,
@@ -94,14 +95,16 @@ class Engine:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.stages = tuple(stages)
-        self.client = client
         self.concurrency = concurrency
         self.observers = tuple(observers)
         self.limiters = limiters if limiters is not None else Limiters()
         self.retry = retry if retry is not None else RetryPolicy()
-        self.endpoint = endpoint
-        # Who answers, for request fingerprints (the simulator's URL changes every run).
-        self.identity = endpoint if identity is None else identity
+        # Where each stage's calls go: ``client`` at ``endpoint``, except the stages
+        # ``routes`` sends to an endpoint of their own (a chain's or stage's base_url).
+        # ``identity`` names who answers, for request fingerprints (the simulator's URL
+        # changes every run).
+        self.route = Route(client, endpoint, endpoint if identity is None else identity)
+        self.routes = dict(routes or {})
         self.recall = recall
         self.prices = prices
         self.budget = budget
@@ -254,6 +257,9 @@ class Engine:
         )
         return result
 
+    def _route(self, stage: str) -> Route:
+        return self.routes.get(stage, self.route)
+
     async def run_stage(self, topic: Topic, stage: Stage, context: Mapping[str, Any]) -> str:
         """Render the stage's prompt, call the model, report; raises StageFailed."""
         started = self.clock()
@@ -269,7 +275,7 @@ class Engine:
             await self._stage_failed(topic, stage.name, exc, 0, started)
         key = ""
         if self.recall is not None:
-            key = fingerprint(self.identity, request)
+            key = fingerprint(self._route(stage.name).identity, request)
             recalled = self.recall.recall(topic.index, stage.name, key)
             if recalled is not None:
                 await self._recalled(topic, stage.name, key, recalled, started)
@@ -330,7 +336,8 @@ class Engine:
     ) -> tuple[ChatResponse, int]:
         """One stage's model call, with rate limits and retries: returns the response and
         the attempts it took; raises StageFailed when it gives up."""
-        limiter = self.limiters.for_model(self.endpoint, request.model)
+        route = self._route(stage)
+        limiter = self.limiters.for_model(route.endpoint, request.model)
         # Providers count the prompt plus max_tokens against TPM when a request arrives.
         prompt_estimate = estimate_message_tokens(request.messages)
         reserved = prompt_estimate + (request.max_tokens or 0)
@@ -358,7 +365,14 @@ class Engine:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     response = await self._attempt(
-                        topic, stage, request, attempts, limiter, reserved, prompt_estimate
+                        topic,
+                        stage,
+                        request,
+                        attempts,
+                        route.client,
+                        limiter,
+                        reserved,
+                        prompt_estimate,
                     )
         except CallError as exc:  # anything else (an observer failing) stops the run
             await self._stage_failed(topic, stage, exc, attempts, stage_started)
@@ -370,6 +384,7 @@ class Engine:
         stage: str,
         request: ChatRequest,
         attempt: int,
+        client: ChatClient,
         limiter: ModelLimiter,
         reserved: int,
         prompt_estimate: int,
@@ -389,7 +404,7 @@ class Engine:
             await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
             self.brake.call_started()
             try:
-                response = await self.client.complete(request)
+                response = await client.complete(request)
             except Exception as exc:
                 error = (
                     exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")

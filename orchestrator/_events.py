@@ -35,6 +35,9 @@ class RunStarted:
     topics: int
     stages: Sequence[str]
     max_cost: float | None = None
+    # The stages whose calls go to an endpoint of their own (a chain's or stage's
+    # base_url), and its URL; the others go to ``endpoint``.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     # A resumed run: when it first started, how long its earlier sessions ran, which
     # session this is.
     first_started: datetime | None = None

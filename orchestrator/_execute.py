@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ._budget import Budget
-from ._client import ChatClient
+from ._client import ChatClient, Route
 from ._control import RunControl
 from ._engine import Engine
 from ._errors import OrchestrateError, RunError
@@ -42,6 +42,7 @@ async def execute_plan(
     client: ChatClient,
     limiters: Limiters,
     endpoint: Endpoint,
+    routes: Mapping[str, Route] | None = None,
     run_id: str,
     run_dir: Path,
     width: int,
@@ -106,6 +107,7 @@ async def execute_plan(
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,
         identity=endpoint.key,
+        routes=routes,
         recall=StoreRecall(store, resumed=resume.stages if resume else None, fresh=fresh)
         if store
         else None,
@@ -121,6 +123,7 @@ async def execute_plan(
             concurrency=width,
             provider=endpoint.provider,
             endpoint=endpoint.base_url,
+            endpoints={name: route.endpoint for name, route in (routes or {}).items()},
             topics=len(plan.topics),
             stages=[s.name for s in plan.stages],
             max_cost=max_cost,

@@ -144,6 +144,11 @@ class RunManifest(BaseModel):
     concurrency: int
     provider: str
     endpoint: str
+    endpoints: dict[str, str] | None = Field(
+        None,
+        description="the stages whose chain or stage names its own base_url, and that URL; "
+        "null when every stage calls the run's provider",
+    )
     topics_file: str
     chain_file: str
     output_dir: str = Field(description="the run folder")
@@ -297,6 +302,7 @@ class ManifestObserver:
             concurrency=event.concurrency,
             provider=event.provider,
             endpoint=event.endpoint,
+            endpoints=dict(event.endpoints) or None,
             topics_file=self._files[0],
             chain_file=self._files[1],
             output_dir=self._files[2],

@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._config import AgentConfig, AgentSettings, ChainConfig
+from ._config import AgentConfig, AgentSettings, ChainConfig, StageSpec
 from ._defaults import default_chain_file
 from ._errors import ConfigError
 from ._sim._settings import SimSettings
@@ -30,8 +30,21 @@ _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 
 
 @dataclass(frozen=True, slots=True)
+class StageEndpoint:
+    """The endpoint a chain or stage names for its calls (``base_url``/``api_key_env``),
+    and where it was written, for errors found when the key is looked up."""
+
+    base_url: str | None
+    api_key_env: str | None
+    file: Path
+    line: int | None
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
-    """One resolved stage: its agent's settings with the chain's overrides applied."""
+    """One resolved stage: its agent's settings with the chain's overrides applied.
+    ``endpoint`` is None when the stage's calls go to the run's provider."""
 
     name: str
     agent: str
@@ -41,6 +54,7 @@ class Stage:
     max_tokens: int | None
     system: Template | None
     prompt: Template
+    endpoint: StageEndpoint | None = None
 
     def messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
         """Render this stage's chat messages for one topic."""
@@ -190,19 +204,36 @@ def _resolve_stages(chain_doc: YamlDocument, chain: ChainConfig) -> tuple[Stage,
             )
         agent_doc = load_yaml(agent_path, what="agent file")
         agent = _validate(agent_doc, AgentConfig, agent_doc.data)
-        stages.append(
-            _resolve_stage(
-                spec.name,
-                agent_name,
-                agent_doc,
-                agent,
-                spec.overrides,
-                chain.defaults,
-                chain_doc,
-                loc,
-            )
+        stage = _resolve_stage(
+            spec.name,
+            agent_name,
+            agent_doc,
+            agent,
+            spec.overrides,
+            chain.defaults,
+            chain_doc,
+            loc,
         )
+        stages.append(replace(stage, endpoint=_endpoint(spec, chain, chain_doc, loc)))
     return tuple(stages)
+
+
+def _endpoint(
+    spec: StageSpec, chain: ChainConfig, chain_doc: YamlDocument, stage_loc: Loc
+) -> StageEndpoint | None:
+    """The stage's own ``base_url``/``api_key_env``, else the chain's, else None."""
+    for settings, loc in ((spec, stage_loc), (chain, ())):
+        if settings.base_url is not None or settings.api_key_env is not None:
+            name = "api_key_env" if settings.api_key_env is not None else "base_url"
+            where = (*loc, name)
+            return StageEndpoint(
+                base_url=settings.base_url,
+                api_key_env=settings.api_key_env,
+                file=chain_doc.path,
+                line=chain_doc.line_of(where),
+                field=format_loc(where) or name,
+            )
+    return None
 
 
 def _resolve_stage(

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._client import OpenAIChatClient
 from ._errors import ConfigError
+from ._plan import StageEndpoint
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings
 
@@ -104,6 +105,33 @@ def openai_settings(environ: Mapping[str, str]) -> OpenAISettings:
             )
         api_key = PLACEHOLDER_API_KEY  # a keyless local endpoint (Ollama, vLLM)
     return OpenAISettings(api_key=api_key, base_url=base_url or OPENAI_DEFAULT_BASE_URL)
+
+
+def stage_endpoint_settings(endpoint: StageEndpoint, environ: Mapping[str, str]) -> OpenAISettings:
+    """The key and URL for a chain's or stage's own endpoint.
+
+    Without ``base_url`` it is where the SDK would go (``OPENAI_BASE_URL``, else OpenAI).
+    Without ``api_key_env`` a placeholder key is sent: OPENAI_API_KEY never goes to a
+    ``base_url`` the chain names unless ``api_key_env: OPENAI_API_KEY`` says so.
+    """
+    base_url = endpoint.base_url or environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+    if endpoint.api_key_env is None:
+        if endpoint.base_url is None:  # unreachable: an endpoint sets at least one of them
+            raise ValueError("an endpoint needs base_url or api_key_env")
+        return OpenAISettings(api_key=PLACEHOLDER_API_KEY, base_url=base_url)
+    api_key = environ.get(endpoint.api_key_env, "").strip()
+    if not api_key:
+        state = "is empty" if endpoint.api_key_env in environ else "is not set"
+        raise ConfigError(
+            f"the environment variable {endpoint.api_key_env} {state}; it holds the key for "
+            f"{redact_url(base_url)}",
+            file=endpoint.file,
+            line=endpoint.line,
+            field=endpoint.field,
+            hint=f"export {endpoint.api_key_env}=..., or use --provider simulated to try the "
+            "chain keyless",
+        )
+    return OpenAISettings(api_key=api_key, base_url=base_url)
 
 
 @asynccontextmanager

@@ -5,16 +5,17 @@ without a call or a folder, and ``RunSetup.execute()`` runs it — once, or seve
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ._budget import check_budget
-from ._client import ChatClient, ChatRequest
+from ._client import ChatClient, ChatRequest, Route
 from ._control import RunControl
 from ._errors import CallError, ConfigError
 from ._events import Observer
@@ -31,6 +32,7 @@ from ._provider import (
     open_client,
     openai_settings,
     redact_url,
+    stage_endpoint_settings,
 )
 from ._resume import ResumeState
 from ._sim._settings import SimSettings, resolve_sim_settings
@@ -63,6 +65,9 @@ class RunSetup:
     fresh: bool = False
     limit: int | None = None
     sim: Mapping[str, Any] | None = None  # the simulator flags as given (kept for resume)
+    # Stages whose chain or stage names its own endpoint (base_url/api_key_env): each such
+    # endpoint gets its own client and rate limiters. Empty on the simulated provider.
+    stage_endpoints: Mapping[str, OpenAISettings] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """The flags this setup was made from, as JSON data: what ``resume`` runs with."""
@@ -81,6 +86,16 @@ class RunSetup:
             "fresh": self.fresh,
             "sim": dict(self.sim) if self.sim else None,
         }
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """The stages with an endpoint of their own, and its URL (no secret in it)."""
+        return {name: redact_url(o.base_url) for name, o in self.stage_endpoints.items()}
+
+    @property
+    def uses_default(self) -> bool:
+        """Whether any stage's calls go to the run's provider (not all have their own)."""
+        return any(stage.name not in self.stage_endpoints for stage in self.plan.stages)
 
     @property
     def endpoint_label(self) -> str:
@@ -106,22 +121,45 @@ class RunSetup:
         return _limiters(self.plan, rpm=self.rpm, tpm=self.tpm, learn=not known_unlimited)
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[tuple[ChatClient, Endpoint]]:
-        """The client to call (started for this execution) and what it talks to."""
-        if self.client is not None:
-            url = redact_url(str(getattr(self.client, "base_url", "")))
-            # Two clients without a base URL must not share stored answers: name the class.
-            yield self.client, Endpoint("custom", url, f"{self.endpoint_label}:{url}")
-            return
-        assert self.provider != "custom"
-        async with open_client(
-            self.provider,
-            concurrency=self.workers,
-            request_timeout=self.plan.chain.timeout,
-            openai=self.openai_config,
-            sim_settings=self.sim_settings,
-        ) as (openai_client, endpoint):
-            yield openai_client, endpoint
+    async def connect(self) -> AsyncIterator[tuple[ChatClient, Endpoint, dict[str, Route]]]:
+        """The client to call (started for this execution), what it talks to, and the
+        routes of the stages with an endpoint of their own: one client per endpoint."""
+        async with contextlib.AsyncExitStack() as stack:
+            routes: dict[str, Route] = {}
+            clients: dict[tuple[str, str], Route] = {}
+            for name, settings in self.stage_endpoints.items():
+                key = (settings.base_url, settings.api_key)
+                if key not in clients:
+                    chat, endpoint = await stack.enter_async_context(
+                        open_client(
+                            "openai",
+                            concurrency=self.workers,
+                            request_timeout=self.plan.chain.timeout,
+                            openai=settings,
+                        )
+                    )
+                    clients[key] = Route(chat, endpoint.base_url, endpoint.key)
+                routes[name] = clients[key]
+            if self.client is not None:
+                url = redact_url(str(getattr(self.client, "base_url", "")))
+                # Two clients without a base URL must not share stored answers: name the class.
+                yield self.client, Endpoint("custom", url, f"{self.endpoint_label}:{url}"), {}
+                return
+            assert self.provider != "custom"
+            if not self.uses_default:  # every stage has its own: nothing else to start
+                first = routes[self.plan.stages[0].name]
+                yield first.client, Endpoint("openai", first.endpoint), routes
+                return
+            chat, endpoint = await stack.enter_async_context(
+                open_client(
+                    self.provider,
+                    concurrency=self.workers,
+                    request_timeout=self.plan.chain.timeout,
+                    openai=self.openai_config,
+                    sim_settings=self.sim_settings,
+                )
+            )
+            yield chat, endpoint, routes
 
     async def execute(
         self,
@@ -149,14 +187,17 @@ class RunSetup:
         ``tracing`` says whether spans record content and where else they go (OpenTelemetry).
         """
         limiters = self.limiters()
-        async with self.connect() as (chat, endpoint):
+        async with self.connect() as (chat, endpoint, routes):
             if warm_up:
-                await _warm_up(chat, limiters, endpoint.base_url, self.plan.stages[0].model)
+                first = self.plan.stages[0]
+                route = routes.get(first.name, Route(chat, endpoint.base_url, endpoint.key))
+                await _warm_up(route.client, limiters, route.endpoint, first.model)
             return await execute_plan(
                 self.plan,
                 client=chat,
                 limiters=limiters,
                 endpoint=endpoint,
+                routes=routes,
                 run_id=run_id,
                 run_dir=run_dir,
                 width=self.width,
@@ -220,9 +261,20 @@ def prepare(
 
     chosen: Literal["openai", "simulated", "custom"] = "custom"
     openai_config = sim_settings = None
+    stage_endpoints: dict[str, OpenAISettings] = {}
     if client is None:
         chosen = choose_provider(provider, environ)
-        if chosen == "openai":
+        # --provider simulated answers every stage itself, so a chain with real endpoints
+        # can be tried keyless; otherwise a stage's own endpoint is its own.
+        if provider != "simulated":
+            stage_endpoints = {
+                stage.name: stage_endpoint_settings(stage.endpoint, environ)
+                for stage in plan.stages
+                if stage.endpoint is not None
+            }
+        if len(stage_endpoints) == len(plan.stages):
+            chosen = "openai"  # every stage has its own endpoint; the default is unused
+        elif chosen == "openai":
             openai_config = openai_settings(environ)
         else:
             sim_settings = resolve_sim_settings(
@@ -248,6 +300,7 @@ def prepare(
         fresh=fresh,
         limit=limit,
         sim=sim,
+        stage_endpoints=stage_endpoints,
     )
     setup.limiters()  # checks the limits against the stages now, not at the first call
     return setup

@@ -250,7 +250,7 @@ async def session(
             mode="parallel",
             concurrency=2,
             provider="custom",
-            endpoint=engine.endpoint,
+            endpoint=engine.route.endpoint,
             topics=len(plan.topics),
             stages=[s.name for s in plan.stages],
         )
