@@ -56,7 +56,7 @@ async def scenario(
 ) -> dict[str, Any]:
     out = topics.parent / name
     manifest = await orchestrator.run(
-        topics, chain=chain, out=out, concurrency=CONCURRENCY, sim=sim, **options
+        topics, chain=chain, out=out, concurrency=CONCURRENCY, sim=sim, progress=False, **options
     )
     t = manifest.totals
     duplicated = sum(len(r.stages) != len({s.name for s in r.stages}) for r in manifest.topics)

@@ -26,7 +26,7 @@ async def one_run(out: Path, sim: dict[str, float], **mode: object) -> tuple[flo
     """Return (run wall time from the manifest, outer wall time, calls)."""
     started = time.perf_counter()
     # fresh: every run calls every stage, though both share one outputs root (and store).
-    manifest = await orchestrator.run(TOPICS, out=out, sim=sim, fresh=True, **mode)  # type: ignore[arg-type]
+    manifest = await orchestrator.run(TOPICS, out=out, sim=sim, fresh=True, progress=False, **mode)  # type: ignore[arg-type]
     outer = time.perf_counter() - started
     assert manifest.totals.failed == 0, "a benchmark run must not fail"
     assert manifest.wall_time_s is not None

@@ -22,6 +22,7 @@ from ._compare_report import plural, render_markdown
 from ._events import ChainFinished, Event, Observer
 from ._files import atomic_write_text, create_run_dir
 from ._manifest import RunManifest
+from ._progress import with_progress
 from ._schedule import best_speedup, list_schedule, rounds
 from ._setup import RunSetup, prepare
 
@@ -140,6 +141,7 @@ async def compare(
     retry_passes: int | None = None,
     sim: Mapping[str, Any] | None = None,
     observers: Sequence[Observer] = (),
+    progress: Observer | bool = True,
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CompareReport:
@@ -148,8 +150,10 @@ async def compare(
     Writes ``<out>/compare-<id>/`` with both runs, ``compare.json`` and ``report.md``, and
     returns the report. Raises ``ConfigError`` before any call when anything is wrong,
     including a ``concurrency`` below 1. ``observers`` hear both runs (``RunStarted.mode``
-    says which). Later stage reuse must not apply here: each mode calls everything.
+    says which); ``progress`` is the display of ``run()``, for both. Later stage reuse must
+    not apply here: each mode calls everything.
     """
+    observers = with_progress(observers, progress)
     setup = prepare(
         topics,
         chain=chain,

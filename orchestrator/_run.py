@@ -23,6 +23,7 @@ from ._events import Observer
 from ._files import create_run_dir, point_latest
 from ._manifest import RunManifest, TraceExport, write_manifest
 from ._otel import OtlpExport, otlp_export
+from ._progress import with_progress
 from ._resume import ResumeState, find_resumable, load_state, plan_hash, session_settings
 from ._setup import RunSetup, prepare
 from ._store import RunRecord, Store
@@ -49,6 +50,7 @@ async def run(
     fresh: bool = False,
     sim: Mapping[str, Any] | None = None,
     observers: Sequence[Observer] = (),
+    progress: Observer | bool = True,
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
     control: RunControl | None = None,
@@ -72,6 +74,10 @@ async def run(
     again). ``resume=True`` continues the newest unfinished run of the same topics file, in
     its own folder, if there is one. ``max_cost`` (USD) starts no chain that could pass it.
     ``control`` lets a signal handler interrupt the run gracefully (see ``RunControl``).
+
+    ``observers`` hear every event of the run (see ``Observer``). ``progress`` shows it
+    while it runs on stderr: live bars on a terminal, plain lines at a modest rate anywhere
+    else, a notebook included (``False``: nothing; or pass an observer of your own).
 
     Every run writes ``trace.json``, ``report.html`` and ``events.jsonl``; prompts and
     outputs appear in them only with ``trace_content=True``. ``otlp_endpoint`` (an OTLP/HTTP
@@ -111,7 +117,7 @@ async def run(
             out,
             store,
             state,
-            observers=observers,
+            observers=with_progress(observers, progress),
             control=control,
             trace_content=trace_content,
             export=export,
@@ -169,6 +175,7 @@ async def resume(
     max_cost: float | None = None,
     retry_passes: int | None = None,
     observers: Sequence[Observer] = (),
+    progress: Observer | bool = True,
     client: ChatClient | None = None,
     environ: Mapping[str, str] | None = None,
     control: RunControl | None = None,
@@ -178,7 +185,8 @@ async def resume(
     """Continue run ``run_id`` of the outputs root ``out`` where it stopped, with the
     settings it started with (``concurrency``, ``max_cost`` and ``retry_passes`` may be
     changed). ConfigError when it cannot be resumed: unknown, finished, still running, or
-    its topics, chain or agents changed since. Tracing works as in ``run()``; the trace
+    its topics, chain or agents changed since. Observers, progress and tracing work as in
+    ``run()``; the trace
     files describe this session."""
     out = Path(out)
     async with (
@@ -222,7 +230,7 @@ async def resume(
             out,
             store,
             state,
-            observers=observers,
+            observers=with_progress(observers, progress),
             control=control,
             trace_content=trace_content,
             export=export,

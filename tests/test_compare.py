@@ -268,7 +268,7 @@ async def test_compare_refuses_flags_that_make_no_sense(
 
 async def test_ctrl_c_during_compare_says_where_the_finished_work_is(project: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator", "compare", "configs/topics.example.yaml",
+        sys.executable, "-m", "orchestrator", "compare", "configs/topics.example.yaml", "-v",
         cwd=project,
         env={**os.environ, "ORCHESTRATE_SIM_LATENCY_MEAN": "0.2"},
         stdout=asyncio.subprocess.PIPE,

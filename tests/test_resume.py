@@ -61,7 +61,8 @@ async def cli(*args: str, cwd: Path, server: SimServer) -> tuple[int, str, str]:
 
 
 async def until_topics_done(proc: asyncio.subprocess.Process, count: int) -> None:
-    """Read progress lines until ``count`` topics are reported done (each one committed)."""
+    """Read progress lines until ``count`` topics are reported done (each one committed):
+    ``-v`` prints a line per finished topic."""
     assert proc.stderr is not None
     done = 0
     while done < count:
@@ -124,7 +125,7 @@ async def test_sigkill_midway_then_resume_makes_only_the_unfinished_calls(
     """Killed with SIGKILL after 3 topics: the run is detectably unfinished; `run --resume`
     keeps its id and folder, calls exactly the stages not committed, and ends with the same
     outputs and run.json as a run that never stopped."""
-    proc = await start("run", TOPICS, "-c", "2", cwd=project, server=sim)
+    proc = await start("run", "-v", TOPICS, "-c", "2", cwd=project, server=sim)
     await until_topics_done(proc, 3)
     proc.kill()
     await proc.wait()
@@ -167,7 +168,7 @@ async def test_ctrl_c_drains_then_the_printed_command_resumes(
 ) -> None:
     """First Ctrl-C: the calls in flight finish and are saved, nothing new starts, exit 130,
     and the printed `orchestrate resume …` command finishes the run without a repeat call."""
-    proc = await start("run", TOPICS, "-c", "3", "--out", "my runs", cwd=project, server=sim)
+    proc = await start("run", "-v", TOPICS, "-c", "3", "--out", "my runs", cwd=project, server=sim)
     await until_topics_done(proc, 2)
     proc.send_signal(signal.SIGINT)
     _, err_bytes = await asyncio.wait_for(proc.communicate(), 30)
@@ -199,7 +200,7 @@ async def test_a_second_ctrl_c_quits_at_once_and_the_store_stays_sound(
 ) -> None:
     """Second Ctrl-C: no grace; exit 130; the store passes SQLite's integrity check and the
     run resumes."""
-    proc = await start("run", TOPICS, "-c", "4", cwd=project, server=sim)
+    proc = await start("run", "-v", TOPICS, "-c", "4", cwd=project, server=sim)
     await until_topics_done(proc, 1)
     proc.send_signal(signal.SIGINT)
     await asyncio.sleep(0.02)
