@@ -252,6 +252,10 @@ class Limiters:
         self.learn = learn
         self._by_key: dict[tuple[str, str], ModelLimiter] = {}
 
+    def limit_for(self, model: str) -> Limit:
+        """What ``model`` is configured to be paced by (before anything is learned)."""
+        return self._configured.get(model, self._default)
+
     def for_model(self, endpoint: str, model: str) -> ModelLimiter:
         key = (endpoint, model)
         limiter = self._by_key.get(key)
