@@ -6,6 +6,7 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
     manifest = asyncio.run(orchestrator.run("configs/topics.example.yaml", concurrency=5))
     report = asyncio.run(orchestrator.compare("configs/topics.example.yaml", concurrency=5))
     manifest = asyncio.run(orchestrator.resume(manifest.run_id))  # after an interruption
+    guess = orchestrator.validate("configs/topics.example.yaml")  # checks + estimate, no call
 """
 
 from ._bench import BenchCell, BenchReport, bench
@@ -22,6 +23,7 @@ from ._errors import (
     StageFailed,
     StoreError,
 )
+from ._estimate import Estimate, StageEstimate, validate
 from ._events import (
     CallFailed,
     CallFinished,
@@ -45,6 +47,7 @@ from ._plan import Plan, Stage, load_plan
 from ._prices import ModelPrice
 from ._retry import RetryPolicy
 from ._run import resume, run
+from ._runs import RunListing, RunSummary, list_runs
 from ._sim._server import SimServer
 from ._sim._settings import SimSettings
 from ._topics import Topic
@@ -66,6 +69,7 @@ __all__ = [
     "CompareReport",
     "ConfigError",
     "Engine",
+    "Estimate",
     "Event",
     "Limit",
     "ModelPrice",
@@ -80,12 +84,15 @@ __all__ = [
     "RunControl",
     "RunError",
     "RunFinished",
+    "RunListing",
     "RunManifest",
     "RunStarted",
+    "RunSummary",
     "SimServer",
     "SimSettings",
     "Stage",
     "StageErrored",
+    "StageEstimate",
     "StageFailed",
     "StageFinished",
     "StageStarted",
@@ -96,7 +103,9 @@ __all__ = [
     "Waited",
     "bench",
     "compare",
+    "list_runs",
     "load_plan",
     "resume",
     "run",
+    "validate",
 ]

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,10 +16,12 @@ from typing import Any, NoReturn
 import click
 import structlog
 
-from ._console import ProgressPrinter, print_summary, resume_command
+from ._console import print_summary, resume_command
 from ._control import RunControl
 from ._errors import ConfigError, RunError, StoreError
 from ._events import Event, Observer, RunStarted
+from ._json_summary import error_summary, run_summary
+from ._live import progress_observer
 from ._manifest import RunManifest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -32,32 +36,52 @@ def configure_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(logging.CRITICAL if verbose == 0 else level)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # sys.stderr looked up at each log line: the live display swaps it for a proxy that
+        # prints above its bars, and a line written to the real stderr would tear them.
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
     )
 
 
+def no_color() -> bool:
+    """NO_COLOR set to anything but empty turns colour off (https://no-color.org)."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def print_error(message: str) -> None:
-    click.secho("error: ", fg="red", err=True, nl=False)
+    click.secho("error: ", fg="red", err=True, nl=False, color=False if no_color() else None)
     click.echo(message, err=True)
 
 
-def run_async(make: Callable[[], Coroutine[Any, Any, int]], *, saved: Callable[[], str]) -> int:
-    """The one ``asyncio.run`` of the program, with errors turned into exit codes."""
+def run_async(
+    make: Callable[[], Coroutine[Any, Any, int]],
+    *,
+    saved: Callable[[], str],
+    as_json: bool = False,
+) -> int:
+    """The one ``asyncio.run`` of the program, with errors turned into exit codes. With
+    ``as_json`` a failure also prints its JSON summary on stdout, as a finished run would."""
+
+    def failed(code: int, status: str, message: str, error: ConfigError | None = None) -> int:
+        if as_json:
+            click.echo(json.dumps(error_summary(code, status, message, saved(), error), indent=2))
+        return code
+
     try:
         return asyncio.run(make())
     except ConfigError as exc:
         print_error(exc.render())
-        return EXIT_USAGE
+        return failed(EXIT_USAGE, "error", exc.message, exc)
     except StoreError as exc:
         # The store is opened before anything runs: then it is the user's to fix (exit 2).
         print_error(f"{exc}\n  {saved()}")
-        return EXIT_USAGE if saved() == NOTHING_STARTED else EXIT_FAILED
+        code = EXIT_USAGE if saved() == NOTHING_STARTED else EXIT_FAILED
+        return failed(code, "error", str(exc))
     except RunError as exc:
         print_error(f"{exc}\n  {saved()}")
-        return EXIT_FAILED
+        return failed(EXIT_FAILED, "failed", str(exc))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo(f"\ninterrupted: {saved()}", err=True)
-        return EXIT_INTERRUPTED
+        return failed(EXIT_INTERRUPTED, "interrupted", "interrupted")
 
 
 def interruptible(control: RunControl) -> None:
@@ -88,36 +112,49 @@ def interruptible(control: RunControl) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
-def drive(
-    out: Path,
-    quiet: bool,
-    start: Callable[[list[Observer], RunControl], Awaitable[RunManifest]],
-) -> NoReturn:
+Start = Callable[[list[Observer], RunControl, "Observer | bool"], Awaitable[RunManifest]]
+
+
+def drive(out: Path, *, quiet: bool, as_json: bool, start: Start) -> NoReturn:
     """Run one session (``run`` or ``resume``) with progress and graceful Ctrl-C, and exit
-    with the code it deserves."""
+    with the code it deserves. ``start(observers, control, progress)`` starts it."""
     folder = RunFolder(out)
 
     async def go() -> int:
         control = RunControl()
         interruptible(control)
-        observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
-        return finish(await start(observers, control))
+        progress = False if quiet else progress_observer(verbose=verbosity())
+        return finish(await start([folder], control, progress), as_json=as_json)
 
-    sys.exit(run_async(go, saved=folder.saved_message))
+    sys.exit(run_async(go, saved=folder.saved_message, as_json=as_json))
 
 
-def finish(manifest: RunManifest) -> int:
-    """Print the summary; the exit code the run deserves."""
-    print_summary(manifest)
+def verbosity() -> int:
+    """How many ``-v`` the command line holds, before and after the command."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return int(obj.get("verbose", 0)) if isinstance(obj, dict) else 0
+
+
+def finish(manifest: RunManifest, *, as_json: bool = False) -> int:
+    """Print the summary (the table, or with ``as_json`` one JSON object); the exit code
+    the run deserves."""
+    t = manifest.totals
+    if manifest.status == "interrupted":
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
+    if as_json:
+        click.echo(json.dumps(run_summary(manifest, code), indent=2))
+    else:
+        print_summary(manifest)
     if manifest.status == "interrupted":
         click.echo(
             f"interrupted: finished work is saved in {manifest.output_dir}\n"
             f"  to continue: {resume_command(manifest)}",
             err=True,
         )
-        return EXIT_INTERRUPTED
-    t = manifest.totals
-    return EXIT_OK if t.failed == t.pending == t.skipped == 0 else EXIT_FAILED
+    return code
 
 
 class RunFolder:

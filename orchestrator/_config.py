@@ -106,11 +106,13 @@ class EndpointSettings(_Strict):
         None,
         description="an OpenAI-compatible endpoint for these calls, e.g. "
         "http://localhost:11434/v1 (default: the run's provider)",
+        json_schema_extra={"pattern": "^https?://[^/?#]+"},  # check_base_url, for editors
     )
     api_key_env: str | None = Field(
         None,
         description="the environment variable holding this endpoint's API key (default: "
         "none is sent to a base_url; OPENAI_API_KEY without one)",
+        json_schema_extra={"pattern": "^(?!sk[-_])[A-Za-z_][A-Za-z0-9_]*$"},  # check_env_name
     )
 
     _check_url = field_validator("base_url")(check_base_url)

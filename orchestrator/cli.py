@@ -7,14 +7,16 @@ a traceback.
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
+from ._cli_completion import completion_command
+from ._cli_init import init_command
+from ._cli_options import output_options, shared_run_options, trace_options
+from ._cli_runs import runs_command
+from ._cli_schema import schema_command
 from ._cli_support import (
     EXIT_FAILED,
     EXIT_OK,
@@ -22,14 +24,14 @@ from ._cli_support import (
     configure_logging,
     drive,
     run_async,
+    verbosity,
 )
 from ._cli_tools import bench_command, serve_sim
 from ._cli_trace import trace_command
+from ._cli_validate import validate_command
 from ._compare import compare as compare_topics
 from ._compare_report import print_comparison
-from ._console import ProgressPrinter
-from ._events import Observer
-from ._provider import PROVIDER_CHOICES
+from ._live import progress_observer
 from ._run import resume as resume_run
 from ._run import run as run_topics
 
@@ -37,7 +39,8 @@ from ._run import run as run_topics
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="orchestrate", prog_name="orchestrate")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-def main(verbose: int) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """Run a chain of LLM agents (Research → Write → Edit by default) over every topic in a
     YAML file, concurrently.
 
@@ -45,86 +48,8 @@ def main(verbose: int) -> None:
     Example:
       orchestrate run configs/topics.example.yaml
     """
+    ctx.ensure_object(dict)["verbose"] = verbose
     configure_logging(verbose)
-
-
-def _shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options ``run`` and ``compare`` share, declared once."""
-    options = [
-        click.option(
-            "--chain",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Chain file (default: the topics file's `chain:`, ./configs/chain.yaml, "
-            "or the packaged default).",
-        ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=Path("outputs"),
-            show_default=True,
-            help="Outputs root: everything goes to a new folder inside it.",
-        ),
-        click.option(
-            "--provider",
-            type=click.Choice(PROVIDER_CHOICES),
-            default="auto",
-            show_default=True,
-            help="auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else simulated.",
-        ),
-        click.option("--limit", type=click.IntRange(min=1), help="Run only the first N topics."),
-        click.option(
-            "--rpm",
-            type=click.IntRange(min=1),
-            help="Requests per minute allowed for every model (default: the chain's "
-            "`limits:`, else learned from the provider's headers).",
-        ),
-        click.option(
-            "--tpm", type=click.IntRange(min=1), help="Tokens per minute for every model."
-        ),
-        click.option(
-            "--retry-passes",
-            type=click.IntRange(min=0),
-            help="Passes over chains that still failed on transient errors, after all "
-            "others finished (default: the chain's `retry_passes`, 1).",
-        ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the results."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _content_from_env(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    """The flag, or OpenTelemetry's own switch for GenAI content, in any of its spellings
-    (the instrumentations use true/false and NO_CONTENT/SPAN_ONLY/EVENT_ONLY/SPAN_AND_EVENT)."""
-    setting = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
-    return value or setting.strip().lower() in _CONTENT_ON
-
-
-_CONTENT_ON = frozenset({"true", "1", "yes", "span_only", "event_only", "span_and_event"})
-
-
-def _trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """How ``run`` and ``resume`` trace, declared once."""
-    options = [
-        click.option(
-            "--trace-content",
-            is_flag=True,
-            callback=_content_from_env,
-            help="Record prompts and outputs in the spans and events.jsonl (off: they may "
-            "be private). Also on with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT "
-            "set to true or SPAN_ONLY/EVENT_ONLY/SPAN_AND_EVENT.",
-        ),
-        click.option(
-            "--otlp-endpoint",
-            metavar="URL",
-            help="Also export spans to this OTLP/HTTP traces URL, e.g. "
-            "http://localhost:4318/v1/traces (needs: pip install 'orchestrate[otel]').",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @main.command("run")
@@ -151,8 +76,9 @@ def _trace_options(command: Callable[..., Any]) -> Callable[..., Any]:
     type=click.FloatRange(min=0, min_open=True),
     help="Budget in USD: start no chain that could take the run's spend past it.",
 )
-@_shared_run_options
-@_trace_options
+@shared_run_options
+@output_options
+@trace_options
 def run_command(
     topics: Path,
     chain: Path | None,
@@ -165,6 +91,7 @@ def run_command(
     tpm: int | None,
     retry_passes: int | None,
     quiet: bool,
+    as_json: bool,
     resume: bool,
     fresh: bool,
     max_cost: float | None,
@@ -189,8 +116,9 @@ def run_command(
 
     drive(
         out,
-        quiet,
-        lambda observers, control: run_topics(
+        quiet=quiet,
+        as_json=as_json,
+        start=lambda observers, control, progress: run_topics(
             topics,
             chain=chain,
             out=out,
@@ -205,6 +133,7 @@ def run_command(
             resume=resume,
             fresh=fresh,
             observers=observers,
+            progress=progress,
             control=control,
             trace_content=trace_content,
             otlp_endpoint=otlp_endpoint,
@@ -232,8 +161,8 @@ def run_command(
 @click.option(
     "--retry-passes", type=click.IntRange(min=0), help="Passes over chains that still fail."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the results.")
-@_trace_options
+@output_options
+@trace_options
 def resume_run_command(
     run_id: str,
     out: Path,
@@ -241,6 +170,7 @@ def resume_run_command(
     max_cost: float | None,
     retry_passes: int | None,
     quiet: bool,
+    as_json: bool,
     trace_content: bool,
     otlp_endpoint: str | None,
 ) -> None:
@@ -256,14 +186,16 @@ def resume_run_command(
     """
     drive(
         out,
-        quiet,
-        lambda observers, control: resume_run(
+        quiet=quiet,
+        as_json=as_json,
+        start=lambda observers, control, progress: resume_run(
             run_id,
             out=out,
             concurrency=concurrency,
             max_cost=max_cost,
             retry_passes=retry_passes,
             observers=observers,
+            progress=progress,
             control=control,
             trace_content=trace_content,
             otlp_endpoint=otlp_endpoint,
@@ -281,7 +213,8 @@ def resume_run_command(
     show_default=True,
     help="Chains at once in the parallel run.",
 )
-@_shared_run_options
+@shared_run_options
+@output_options
 def compare_command(
     topics: Path,
     concurrency: int,
@@ -293,6 +226,7 @@ def compare_command(
     tpm: int | None,
     retry_passes: int | None,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run TOPICS sequentially, then in parallel, and compare times and outputs.
 
@@ -308,7 +242,6 @@ def compare_command(
     folder = RunFolder(out, comparison=True)
 
     async def go() -> int:
-        observers: list[Observer] = [folder] if quiet else [folder, ProgressPrinter()]
         report = await compare_topics(
             topics,
             chain=chain,
@@ -319,16 +252,25 @@ def compare_command(
             rpm=rpm,
             tpm=tpm,
             retry_passes=retry_passes,
-            observers=observers,
+            observers=[folder],
+            progress=False if quiet else progress_observer(verbose=verbosity()),
         )
-        print_comparison(report, str(out / report.compare_id / "report.md"))
         modes = (report.sequential, report.parallel)
         failed = any(m is None or m.failed or m.skipped for m in modes)
+        if as_json:
+            click.echo(report.model_dump_json(indent=2))
+        else:
+            print_comparison(report, str(out / report.compare_id / "report.md"))
         return EXIT_FAILED if failed else EXIT_OK
 
-    sys.exit(run_async(go, saved=folder.saved_message))
+    sys.exit(run_async(go, saved=folder.saved_message, as_json=as_json))
 
 
+main.add_command(validate_command)
+main.add_command(init_command)
+main.add_command(runs_command)
+main.add_command(schema_command)
+main.add_command(completion_command)
 main.add_command(bench_command)
 main.add_command(serve_sim)
 main.add_command(trace_command)
