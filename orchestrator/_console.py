@@ -406,7 +406,7 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         console.print(f"... and {len(by_error) - 10} other errors (see run.json)")
     if manifest.status in ("stopped", "failed"):  # interrupted: the CLI says it on stderr
         console.print(f"to continue this run: {escape(resume_command(manifest))}", highlight=False)
-    elif t.failed or t.skipped or t.pending:
+    elif manifest.status != "interrupted" and (t.failed or t.skipped or t.pending):
         failed_file = Path(manifest.output_dir) / "failed.yaml"
         console.print(
             f"to run the unfinished topics again: orchestrate run {escape(str(failed_file))}",

@@ -244,3 +244,15 @@ def test_durations_keep_one_short_shape() -> None:
         "59m59s",
         "2h05m",
     ]
+
+
+def test_an_interrupted_run_is_not_told_to_start_its_topics_afresh() -> None:
+    """An interrupted run is continued with `orchestrate resume` (the CLI prints it); the
+    failed.yaml hint is for runs that ended."""
+    m = manifest([TopicRecord(index=0, topic="a", slug="a", status="pending")])
+    m.totals.pending = 1
+    for status, hinted in (("interrupted", False), ("finished", True)):
+        m.status = status  # type: ignore[assignment]
+        out = io.StringIO()
+        print_summary(m, console=Console(file=out, width=100))
+        assert ("failed.yaml" in out.getvalue()) is hinted, status
