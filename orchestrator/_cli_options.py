@@ -48,6 +48,30 @@ def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def run_shape_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How wide a run goes and what it may spend: ``run`` and ``validate`` share them, so
+    that what validate checks is what the run would meet."""
+    options = [
+        click.option(
+            "-c",
+            "--concurrency",
+            type=click.IntRange(min=1),
+            help="Chains in flight at once (default: the chain file's `concurrency`).",
+        ),
+        click.option(
+            "--sequential", is_flag=True, help="One chain at a time (same code, one worker)."
+        ),
+        click.option(
+            "--max-cost",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Budget in USD: start no chain that could take the run's spend past it.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def shared_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``run`` and ``compare`` share, declared once."""
     options = [

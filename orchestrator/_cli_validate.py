@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._cli_options import shared_run_options
+from ._cli_options import run_shape_options, shared_run_options
 from ._cli_support import EXIT_OK, EXIT_USAGE, print_error
 from ._errors import ConfigError
 from ._estimate import Estimate, estimate
@@ -23,18 +23,7 @@ from ._setup import RunSetup, prepare
 
 @click.command("validate")
 @click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    help="Chains in flight at once (default: the chain file's `concurrency`).",
-)
-@click.option("--sequential", is_flag=True, help="Estimate one chain at a time.")
-@click.option(
-    "--max-cost",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Check this budget in USD as a run would.",
-)
+@run_shape_options
 @shared_run_options
 @click.option(
     "--json",

@@ -14,7 +14,7 @@ import click
 
 from ._cli_completion import completion_command
 from ._cli_init import init_command
-from ._cli_options import output_options, shared_run_options, trace_options
+from ._cli_options import output_options, run_shape_options, shared_run_options, trace_options
 from ._cli_runs import runs_command
 from ._cli_schema import schema_command
 from ._cli_support import (
@@ -54,13 +54,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 @main.command("run")
 @click.argument("topics", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    help="Chains in flight at once (default: the chain file's `concurrency`).",
-)
-@click.option("--sequential", is_flag=True, help="One chain at a time (same code, one worker).")
+@run_shape_options
 @click.option(
     "--resume",
     is_flag=True,
@@ -70,11 +64,6 @@ def main(ctx: click.Context, verbose: int) -> None:
     "--fresh",
     is_flag=True,
     help="Call every stage, even one whose identical request is answered in the store.",
-)
-@click.option(
-    "--max-cost",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Budget in USD: start no chain that could take the run's spend past it.",
 )
 @shared_run_options
 @output_options
