@@ -213,7 +213,9 @@ async def resume(
             chain=saved["chain"],
             concurrency=concurrency if concurrency is not None else saved.get("concurrency"),
             sequential=bool(saved.get("sequential")) and concurrency in (None, 1),
-            provider="auto" if provider == "custom" else provider,
+            # As the run asked (auto stays auto): its resolved provider would lose the
+            # stages with an endpoint of their own, which only --provider simulated drops.
+            provider="auto" if provider == "custom" else saved.get("provider_requested", provider),
             limit=saved.get("limit"),
             rpm=saved.get("rpm"),
             tpm=saved.get("tpm"),

@@ -68,6 +68,7 @@ class RunSetup:
     # Stages whose chain or stage names its own endpoint (base_url/api_key_env): each such
     # endpoint gets its own client and rate limiters. Empty on the simulated provider.
     stage_endpoints: Mapping[str, OpenAISettings] = field(default_factory=dict)
+    requested: str = "auto"  # --provider as given: what resume resolves again
 
     def settings(self) -> dict[str, Any]:
         """The flags this setup was made from, as JSON data: what ``resume`` runs with."""
@@ -77,6 +78,7 @@ class RunSetup:
             "concurrency": self.width,
             "sequential": self.sequential,
             "provider": self.provider,
+            "provider_requested": self.requested,
             "endpoint": self.endpoint_label,
             "limit": self.limit,
             "rpm": self.rpm,
@@ -301,6 +303,7 @@ def prepare(
         limit=limit,
         sim=sim,
         stage_endpoints=stage_endpoints,
+        requested=provider,
     )
     setup.limiters()  # checks the limits against the stages now, not at the first call
     return setup

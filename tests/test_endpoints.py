@@ -204,3 +204,51 @@ async def test_each_endpoint_gets_its_own_client_and_limiters() -> None:
     assert limiters.for_model("http://near/v1", "gpt-4o-mini") is not limiters.for_model(
         "http://far/v1", "gpt-4o-mini"
     )
+
+
+class InterruptAfterFirst:
+    """Interrupts the run gracefully once its first chain has finished."""
+
+    def __init__(self, control: orchestrator.RunControl) -> None:
+        self.control = control
+
+    async def on_event(self, event: orchestrator.Event) -> None:
+        if isinstance(event, orchestrator.ChainFinished) and self.control.interrupts == 0:
+            self.control.interrupt()
+
+
+async def test_a_resumed_run_keeps_its_stages_endpoints_and_needs_their_keys(
+    project: Path, servers: tuple[RecordingServer, RecordingServer]
+) -> None:
+    """The first session ran on auto (simulated for the other stages): the resume resolves
+    auto again rather than the simulated provider, which would answer every stage."""
+    local, _ = servers
+    chain = chain_file(
+        project,
+        f"""
+          - name: research
+            base_url: {local.base_url}
+            api_key_env: LOCAL_KEY
+          - write
+        """,
+        "concurrency: 1\nsimulated: {latency_mean: 0.05, latency_jitter: 0}",
+    )
+    control = orchestrator.RunControl()
+    first = await orchestrator.run(
+        topics(project),
+        chain=chain,
+        out=project / "out",
+        environ={"LOCAL_KEY": "k"},
+        control=control,
+        observers=[InterruptAfterFirst(control)],
+        progress=False,
+    )
+    assert first.status == "interrupted" and first.totals.succeeded < 3
+    with pytest.raises(ConfigError, match="LOCAL_KEY is not set"):
+        await orchestrator.resume(first.run_id, out=project / "out", environ={}, progress=False)
+    resumed = await orchestrator.resume(
+        first.run_id, out=project / "out", environ={"LOCAL_KEY": "k"}, progress=False
+    )
+    assert resumed.status == "finished" and resumed.totals.succeeded == 3
+    assert resumed.endpoints == {"research": local.base_url}
+    assert len(local.seen) == 3 and local.keys == {"k"}  # every research call, both sessions
