@@ -91,6 +91,7 @@ class Tally:
         self._settled_units = 0
         self._partial_units = 0
         self._partial: dict[int, int] = {}  # stages finished, per chain in flight
+        self._places: dict[int, int] = {}  # settled chains not yet reported: their number
 
     @property
     def finished(self) -> int:
@@ -158,6 +159,12 @@ class Tally:
         self._partial_units -= self._partial.pop(index)
         self._settled_units += len(self.stages)
         self._count(status)
+        self._places[index] = self.finished
+
+    def place(self, index: int) -> int:
+        """Topic ``index``'s number among the finished ones, fixed when its chain settled
+        (its last stage may settle it before its ChainFinished is reported)."""
+        return self._places.pop(index, self.finished)
 
     def _count(self, status: ChainStatus) -> None:
         if status == "succeeded":
@@ -246,7 +253,7 @@ def topic_line(tally: Tally, event: ChainFinished) -> str:
     """``ok   [ 3/10] topic-slug  1.2s``: one line per finished topic (``-v``)."""
     width = len(str(tally.total))
     mark = {"succeeded": "ok  ", "failed": "FAIL", "skipped": "SKIP"}[event.status]
-    line = f"{mark} [{tally.finished:>{width}}/{tally.total}] {event.topic.slug}"
+    line = f"{mark} [{tally.place(event.topic.index):>{width}}/{tally.total}] {event.topic.slug}"
     line += f"  {event.at - event.started:.1f}s"
     if event.status != "succeeded":
         line += f"  {event.failed_stage}: {shorten(event.error or '', 300)}"

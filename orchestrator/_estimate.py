@@ -33,14 +33,15 @@ ASSUMED_TOKENS = 500
 ASSUMED_FIRST_TOKEN_S = 0.6
 ASSUMED_TOKENS_PER_S = 60.0
 SIM_DEFAULT_MAX_TOKENS = 4096  # the simulator's own cap when a request sets none
-# Measured on the 2-core machine against the embedded simulator: a run's fixed cost (the
-# SDK's first call, starting the simulator, writing trace.json and report.html at the end)
-# and the event loop's time per call (the SDK, HTTP, our bookkeeping and, when simulated,
-# the server's side too). One loop serves every call, so at high concurrency and short
-# latencies that CPU time, not the latency, sets the pace. It matters in demos only.
-RUN_OVERHEAD_S = 0.3
-SIM_CALL_CPU_S = 0.009
-CALL_CPU_S = 0.004
+# Measured on a quiet 2-core machine against the embedded simulator: a run's fixed cost,
+# each call's wait beyond its latency (HTTP, committing its stage), and the event loop's
+# CPU per call (the SDK, HTTP and our bookkeeping, and when simulated the server's side).
+# One loop serves every call, so at high concurrency and short latencies that CPU, not the
+# latency, sets the pace. They matter in demos only; a busy machine runs slower.
+RUN_OVERHEAD_S = 0.05
+CALL_WAIT_S = 0.006
+SIM_CALL_CPU_S = 0.005
+CALL_CPU_S = 0.003
 PROMPT_SAMPLE = 500  # topics whose prompts are rendered; more are scaled from these
 SIM_SAMPLE = 30  # topics whose simulated chains are generated
 SIMULATION_CALLS = 300_000  # calls simulated in all (repetitions × calls per repetition)
@@ -180,7 +181,7 @@ def _simulated_calls(setup: RunSetup, sim: SimSettings) -> list[_Call]:
             totals = sums[i]
             totals[0] += estimate_message_tokens(messages)
             totals[1] += answer
-            totals[2] += sim.real_seconds(latency) + SIM_CALL_CPU_S
+            totals[2] += sim.real_seconds(latency) + CALL_WAIT_S + SIM_CALL_CPU_S
             context[stage.name] = text
     k = max(1, len(sample))
     return [_Call(p / k, a / k, t / k, SIM_CALL_CPU_S) for p, a, t in sums]
@@ -217,7 +218,8 @@ class _Bucket:
 
     per_minute: float
     window: float
-    start: float = 1.0
+    start: float = 1.0  # the share of the capacity held at first (both limiters: half)
+    minimum: float = 0.0  # requests: at least one fits, as aiolimiter's window is widened
     level: float = field(init=False)
     rate: float = field(init=False)
     capacity: float = field(init=False)
@@ -225,8 +227,7 @@ class _Bucket:
 
     def __post_init__(self) -> None:
         self.rate = self.per_minute * HEADROOM / 60.0
-        # Requests: at least one fits (aiolimiter's window is widened the same way).
-        self.capacity = max(self.rate * self.window, 1.0 if self.start == 1.0 else 0.0)
+        self.capacity = max(self.rate * self.window, self.minimum)
         self.level = self.capacity * self.start
 
     def take(self, cost: float, now: float) -> float:
@@ -308,7 +309,7 @@ def _one_schedule(
         limit = limits.get(stage.model, Limit())
         if key not in buckets:
             buckets[key] = (
-                _Bucket(limit.rpm, window) if limit.rpm else None,
+                _Bucket(limit.rpm, window, start=0.5, minimum=1.0) if limit.rpm else None,
                 _Bucket(limit.tpm, window, start=0.5) if limit.tpm else None,
             )
     # (ready time, sequence, topic, stage index): calls are admitted in the order they

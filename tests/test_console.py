@@ -256,3 +256,13 @@ def test_an_interrupted_run_is_not_told_to_start_its_topics_afresh() -> None:
         out = io.StringIO()
         print_summary(m, console=Console(file=out, width=100))
         assert ("failed.yaml" in out.getvalue()) is hinted, status
+
+
+async def test_verbose_numbers_count_up_when_chains_settle_together() -> None:
+    """Two chains' last stages finish before either reports its end: still 1 and 2."""
+    a, b = (Topic(index=i, text=f"t{i}", slug=f"topic-{i}") for i in range(2))
+    first, second = list(chain(a, 0.0, 0.1)), list(chain(b, 0.0, 0.1))
+    events = [started(2), *first[:-1], *second[:-1], first[-1], second[-1]]
+    printer = ProgressPrinter(stream=io.StringIO(), interval=1000.0, verbose=1)
+    out = await feed(printer, events)
+    assert "[1/2] topic-0" in out and "[2/2] topic-1" in out
