@@ -464,8 +464,12 @@ def _export_line(e: TraceExport) -> str:
 
 def resume_command(manifest: RunManifest) -> str:
     """The command that continues this run, ``--out`` included unless it is the default."""
-    out = Path(manifest.output_dir).parent
-    command = f"orchestrate resume {manifest.run_id}"
+    return resume_command_in(manifest.run_id, Path(manifest.output_dir).parent)
+
+
+def resume_command_in(run_id: str, out: Path) -> str:
+    """``orchestrate resume RUN_ID``, with ``--out`` unless it is the default outputs root."""
+    command = f"orchestrate resume {shlex.quote(run_id)}"
     if out.resolve() != Path("outputs").resolve():
         command += f" --out {shlex.quote(str(out))}"
     return command

@@ -303,15 +303,19 @@ def _one_schedule(
     n, workers = len(plan.topics), setup.workers
     window = plan.chain.limit_window
     draw = random.Random(seed)
+    # One pair of buckets per (endpoint, model), as the limiters are kept; looked up per
+    # stage once, not per call.
+    endpoints = setup.endpoints
     buckets: dict[tuple[str, str], tuple[_Bucket | None, _Bucket | None]] = {}
     for stage in stages:
-        key = (setup.endpoints.get(stage.name, ""), stage.model)
+        key = (endpoints.get(stage.name, ""), stage.model)
         limit = limits.get(stage.model, Limit())
         if key not in buckets:
             buckets[key] = (
                 _Bucket(limit.rpm, window, start=0.5, minimum=1.0) if limit.rpm else None,
                 _Bucket(limit.tpm, window, start=0.5) if limit.tpm else None,
             )
+    stage_buckets = [buckets[(endpoints.get(s.name, ""), s.model)] for s in stages]
     # (ready time, sequence, topic, stage index): calls are admitted in the order they
     # become ready, as the limiters' queues admit them.
     ready: list[tuple[float, int, int, int]] = []
@@ -324,7 +328,7 @@ def _one_schedule(
     while ready:
         at, _, topic, i = heapq.heappop(ready)
         stage = stages[i]
-        requests, tokens = buckets[(setup.endpoints.get(stage.name, ""), stage.model)]
+        requests, tokens = stage_buckets[i]
         if requests is not None:
             at = requests.take(1, at)
         if tokens is not None:

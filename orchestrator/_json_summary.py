@@ -9,6 +9,7 @@ from typing import Any
 from ._console import resume_command
 from ._errors import ConfigError
 from ._manifest import RunManifest
+from ._resume import RESUMABLE
 
 MAX_FAILURES = 50  # listed in the summary; run.json and failed.yaml hold them all
 
@@ -20,7 +21,7 @@ def run_summary(manifest: RunManifest, exit_code: int) -> dict[str, Any]:
         for r in manifest.topics
         if r.status in ("failed", "skipped")
     ]
-    resumable = manifest.status in ("stopped", "failed", "interrupted")
+    resumable = manifest.status in RESUMABLE
     return {
         "schema_version": manifest.schema_version,
         "run_id": manifest.run_id,

@@ -11,7 +11,6 @@ the store's topic rows only for runs whose ``run.json`` cannot be trusted to be 
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ._console import resume_command_in
 from ._errors import ConfigError
 from ._manifest import Totals
 from ._resume import RESUMABLE, ResumeState, still_running
@@ -113,14 +113,6 @@ def list_runs(
     return RunListing(runs=runs, total=len(records))
 
 
-def resume_command(run_id: str, out: Path) -> str:
-    """``orchestrate resume RUN_ID``, with ``--out`` unless it is the default outputs root."""
-    command = f"orchestrate resume {shlex.quote(run_id)}"
-    if out.resolve() != DEFAULT_OUT.resolve():
-        command += f" --out {shlex.quote(str(out))}"
-    return command
-
-
 def _summary(store: Store, record: RunRecord, out: Path, now: datetime) -> RunSummary:
     status = record.status
     if status == "running":
@@ -159,7 +151,7 @@ def _summary(store: Store, record: RunRecord, out: Path, now: datetime) -> RunSu
         # `orchestrate resume` refuses these: only the program that ran it has the client.
         notes.append(f"made with a client passed in: resume({record.run_id!r}, client=...)")
     elif resumable:
-        command = resume_command(record.run_id, out)
+        command = resume_command_in(record.run_id, out)
     return RunSummary(
         run_id=record.run_id,
         status=status,
