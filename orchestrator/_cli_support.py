@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import structlog
 
-from ._console import print_summary, resume_command
+from ._console import print_summary, resume_command, resume_command_in
 from ._control import RunControl
 from ._errors import ConfigError, RunError, StoreError
 from ._events import Event, Observer, RunStarted
@@ -178,4 +178,7 @@ class RunFolder:
                 f"no comparison report was written; the {mode} run's finished topics are "
                 f"saved in {self.out / compare_id / mode}"
             )
-        return f"finished topics are saved in {self.out / self.run_id}"
+        return (
+            f"finished topics are saved in {self.out / self.run_id}\n"
+            f"  to continue: {resume_command_in(self.run_id, self.out)}"
+        )

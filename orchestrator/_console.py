@@ -390,6 +390,11 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         table.add_row("trace", escape(f"report.html · orchestrate trace {shlex.quote(folder)}"))
     if manifest.trace_export is not None:
         table.add_row("export", escape(_export_line(manifest.trace_export)))
+    for fault in manifest.disabled_observers or ():
+        table.add_row(
+            "[yellow]switched off[/yellow]",
+            escape(f"{fault.observer} at {fault.event}: {shorten(fault.error, 160)}"),
+        )
     console.print(table)
     if p is not None and p.verdict in ("staircase", "between") and p.explanation:
         verdict, _, rest = p.explanation.partition(": ")

@@ -69,9 +69,10 @@ class ChainResult:
 class Engine:
     """Runs the stages over topics with ``concurrency`` workers, reporting to observers.
 
-    A chain's failure is the chain's own; a failing *observer* (an output that cannot be
-    written) means results can no longer be saved, so the engine stops starting chains,
-    lets the ones in flight finish, and raises a RunError.
+    A chain's failure is the chain's own; an observer that raises (only the ones that save
+    results do: reporting observers are isolated, see ``_isolate``) means results can no
+    longer be saved, so the engine stops starting chains, lets the ones in flight finish,
+    and raises a RunError.
     """
 
     def __init__(
@@ -199,7 +200,7 @@ class Engine:
                 try:
                     await self.emit(Waited(topic, None, "slot", waited_from, now))
                     results.append(await self.run_chain(topic, done=done.get(topic.index)))
-                except Exception as exc:  # an observer failed: nothing more can be saved
+                except Exception as exc:  # saving failed: nothing more can be kept
                     failures.append(exc)
                     self.stop()
 
@@ -210,7 +211,10 @@ class Engine:
             first = failures[0]
             if isinstance(first, RunError):
                 raise first
-            raise RunError(f"the run stopped because an observer failed: {first!r}") from first
+            raise RunError(
+                f"the run stopped because saving its results failed: {type(first).__name__}: "
+                f"{first}"
+            ) from first
         return results
 
     async def run_chain(

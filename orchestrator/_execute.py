@@ -20,6 +20,7 @@ from ._errors import OrchestrateError, RunError
 from ._event_log import EventLog
 from ._events import Observer, RunFinished, RunStarted, TopicRestored
 from ._failed import FailedTopicsWriter
+from ._isolate import SAVING_ERRORS, Faults, isolate, observer_name
 from ._limits import Limiters
 from ._manifest import ManifestObserver, RunManifest
 from ._outputs import OutputWriter
@@ -61,6 +62,7 @@ async def execute_plan(
     tracing: TraceOptions | None = None,
 ) -> RunManifest:
     tracing = tracing or TraceOptions()
+    faults = Faults()
     recorder = SpanRecorder(
         chain=plan.chain_file.stem, content=tracing.content, sinks=tracing.sinks
     )
@@ -74,23 +76,35 @@ async def execute_plan(
         chain_file=plan.chain_file,
         output_dir=run_dir,
         parallelism=lambda: picture().parallelism,
+        faults=faults,
     )
-    writers: list[Observer] = []
+    # Saving finished work may stop the run (the store, the article files); reporting may
+    # not: each reporting observer is switched off at its first failure (see _isolate).
+    saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
+    reporting: list[tuple[str, Observer]] = []
     if write_outputs:
-        writers = [
-            OutputWriter(run_dir),
-            FailedTopicsWriter(run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file),
-            EventLog(run_dir / EVENTS_FILE, content=tracing.content),
-            TraceFiles(
-                run_dir,
-                recorder,
-                manifest,
-                run_id=run_id,
-                picture=picture,
-                report=render_report,
+        saving.append(OutputWriter(run_dir))
+        reporting = [
+            (
+                "failed.yaml",
+                FailedTopicsWriter(
+                    run_dir / "failed.yaml", plan.topics, chain_file=plan.chain_file
+                ),
+            ),
+            (EVENTS_FILE, EventLog(run_dir / EVENTS_FILE, content=tracing.content)),
+            (
+                "trace files",
+                TraceFiles(
+                    run_dir,
+                    recorder,
+                    manifest,
+                    run_id=run_id,
+                    picture=picture,
+                    report=render_report,
+                ),
             ),
         ]
-    saving: list[Observer] = [StoreObserver(store, run_id, manifest)] if store else []
+    given = [(observer_name(o), o) for o in observers]
     budget = None
     if max_cost is not None and prices is not None:
         spent = resume.spent if resume else 0.0
@@ -102,7 +116,14 @@ async def execute_plan(
         # The recorder first, so the manifest can measure the run's parallelism at its end;
         # then the store: an answer that was paid for is committed before anything else
         # can fail (a full disk writing the stage file); a resume rewrites the files.
-        observers=[recorder, manifest, *saving, *writers, *observers],
+        observers=[
+            *isolate([("trace", recorder)], faults),
+            manifest,
+            *saving,
+            *isolate(reporting, faults),
+            *isolate(given, faults, fatal=SAVING_ERRORS),
+            manifest.closing(),
+        ],
         limiters=limiters,
         retry=plan.chain.retry,
         endpoint=endpoint.base_url,

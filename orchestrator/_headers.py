@@ -8,15 +8,33 @@ OpenAI (and most compatible gateways) send, on every response::
 
 and on a 429 ``retry-after-ms`` and/or ``retry-after`` (seconds, or an HTTP date).
 See https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers.
+
+Servers that are not OpenAI spell these in every way: a dimension they do not limit as
+``-1``, ``0``, ``inf`` or ``unlimited``; ``remaining`` without ``limit``; values duplicated
+into ``"1200, 1200"``; ``2147483647`` for "no limit". Nothing here raises on any of it: a value
+that does not state a usable limit is read as "no limit stated" (None), and each odd header is
+logged once at debug level.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+
+import structlog
+
+log = structlog.get_logger()
+
+# A per-minute limit above this is no limit at all (gateways send INT32_MAX or INT64_MAX for
+# "unlimited"); pacing to it would only cost time.
+ABSURD_LIMIT = 10**9
+# A reset or retry wait longer than a day is no wait anyone means.
+ABSURD_SECONDS = 86_400.0
+_logged: set[str] = set()  # header names whose odd values were logged already (once each)
 
 # "6m0s", "1.5s", "120ms", "1h2m3.5s", "20ms", "0s" — units in descending order.
 _DURATION = re.compile(
@@ -25,32 +43,70 @@ _DURATION = re.compile(
 )
 
 
-def parse_duration(text: str | None) -> float | None:
-    """``"6m0s"`` -> 360.0, ``"1.5s"`` -> 1.5, ``"120ms"`` -> 0.12; None if unreadable."""
-    if not text:
-        return None
-    text = text.strip()
-    match = _DURATION.match(text)
-    if not match or not any(match.groups()):
-        try:  # some gateways send plain seconds
-            return max(0.0, float(text))
-        except ValueError:
-            return None
-    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+def _odd(name: str, value: object) -> None:
+    """Note once per header name that its value was ignored."""
+    if name not in _logged and len(_logged) < 64:
+        _logged.add(name)
+        log.debug("ratelimit.header_ignored", header=name, value=str(value)[:80])
 
 
-def _int(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
+def _number(text: str) -> float | None:
+    """A finite float from a header value (the first of a comma-joined repeat), or None."""
     try:
-        return int(float(value)) if value is not None else None
+        value = float(text.split(",", 1)[0].strip())
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``"6m0s"`` -> 360.0, ``"1.5s"`` -> 1.5, ``"120ms"`` -> 0.12; None if unreadable,
+    negative, not finite or longer than a day."""
+    if not text or not isinstance(text, str):
+        return None
+    text = text.split(",", 1)[0].strip()
+    match = _DURATION.match(text)
+    if not match or not any(match.groups()):
+        value = _number(text)  # some gateways send plain seconds
+    else:
+        hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+        value = hours * 3600 + minutes * 60 + seconds + millis / 1000
+    if value is None or not 0 <= value <= ABSURD_SECONDS:
+        return None
+    return value
+
+
+def _limit(headers: Mapping[str, str], name: str) -> int | None:
+    """A stated per-minute limit: a whole number above 0 and below ABSURD_LIMIT, else None
+    (``-1``, ``0``, ``inf``, ``unlimited``: no limit stated)."""
+    text = headers.get(name)
+    if text is None:
+        return None
+    value = _number(text)
+    if value is None or value < 1 or value >= ABSURD_LIMIT:
+        _odd(name, text)
+        return None
+    return int(value)
+
+
+def _remaining(headers: Mapping[str, str], name: str) -> int | None:
+    """What is left of a limit: 0 or more, else None."""
+    text = headers.get(name)
+    if text is None:
+        return None
+    value = _number(text)
+    if value is None or value < 0 or value >= ABSURD_LIMIT:
+        _odd(name, text)
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimitInfo:
-    """What the provider says about its limits for this model (any field may be missing)."""
+    """What the provider says about its limits for this model (any field may be missing).
+
+    Every field is either None or well formed: limits are whole numbers from 1 up, remaining
+    counts 0 or more and only beside their limit, resets seconds from 0 to a day."""
 
     limit_requests: int | None = None
     limit_tokens: int | None = None
@@ -66,14 +122,24 @@ class RateLimitInfo:
 
 def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     """Parse the ``x-ratelimit-*`` headers; None when there are none."""
-    h = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+    h = {
+        str(k).lower(): v
+        for k, v in headers.items()
+        if isinstance(v, str) and str(k).lower().startswith("x-ratelimit-")
+    }
     if not h:
         return None
+    limit_requests = _limit(h, "x-ratelimit-limit-requests")
+    limit_tokens = _limit(h, "x-ratelimit-limit-tokens")
+    # A remaining count without its limit states no limit: "remaining 0" of nothing known
+    # must not pause a model that nothing limits.
     return RateLimitInfo(
-        limit_requests=_int(h, "x-ratelimit-limit-requests"),
-        limit_tokens=_int(h, "x-ratelimit-limit-tokens"),
-        remaining_requests=_int(h, "x-ratelimit-remaining-requests"),
-        remaining_tokens=_int(h, "x-ratelimit-remaining-tokens"),
+        limit_requests=limit_requests,
+        limit_tokens=limit_tokens,
+        remaining_requests=_remaining(h, "x-ratelimit-remaining-requests")
+        if limit_requests
+        else None,
+        remaining_tokens=_remaining(h, "x-ratelimit-remaining-tokens") if limit_tokens else None,
         reset_requests=parse_duration(h.get("x-ratelimit-reset-requests")),
         reset_tokens=parse_duration(h.get("x-ratelimit-reset-tokens")),
     )
@@ -82,22 +148,25 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds the provider asks us to wait: ``retry-after-ms`` first, then ``retry-after``
     (seconds or an HTTP date); None when it says nothing usable."""
-    lower = {k.lower(): v for k, v in headers.items()}
+    lower = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
     millis = lower.get("retry-after-ms")
     if millis is not None:
+        value = _number(millis)
+        if value is not None and 0 <= value <= ABSURD_SECONDS * 1000:
+            return value / 1000
+        _odd("retry-after-ms", millis)
+    text = lower.get("retry-after")
+    if text is None:
+        return None
+    seconds = _number(text)
+    if seconds is None:
         try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = lower.get("retry-after")
-    if value is None:
+            when = parsedate_to_datetime(text.strip()).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            _odd("retry-after", text)
+            return None
+        seconds = max(0.0, when - (time.time() if now is None else now))
+    if not 0 <= seconds <= ABSURD_SECONDS:
+        _odd("retry-after", text)
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return seconds

@@ -16,9 +16,12 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import structlog
 from aiolimiter import AsyncLimiter
 
 from ._headers import RateLimitInfo
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +104,11 @@ class TokenBucket:
 def _request_limiter(rpm: int, window: float) -> AsyncLimiter:
     # aiolimiter cannot acquire 1 from a capacity below 1 (e.g. 30 RPM over 1 s): widen the
     # window just enough to hold one request.
+    # (Capacity first, then the window from it: 1 / per_second * per_second can come out a
+    # hair below 1, and aiolimiter then refuses every acquire — seen at 3 RPM.)
     per_second = rpm * HEADROOM / 60.0
-    window = max(window, 1.0 / per_second)
-    return AsyncLimiter(per_second * window, window)
+    capacity = max(1.0, per_second * window)
+    return AsyncLimiter(capacity, capacity / per_second)
 
 
 class ModelLimiter:
@@ -118,7 +123,9 @@ class ModelLimiter:
 
     def __init__(self, limit: Limit, *, window: float = 1.0, learn: bool = True) -> None:
         self.window = window
-        self.limit = limit
+        self.configured = limit  # what the user set: a ceiling no learned limit exceeds
+        self.limit = limit  # what paces the calls now: the lower of configured and learned
+        self._learned = Limit()  # what the provider stated last
         self._requests = _request_limiter(limit.rpm, window) if limit.rpm else None
         # Tokens start half full, like requests (see acquire): a full first burst over fresh
         # connections drew 2.6% 429s under a TPM limit.
@@ -199,13 +206,20 @@ class ModelLimiter:
         While learning, the first answer with rate-limit headers sets the limits; a
         successful answer without any means there are none. A failure without headers (a
         dropped connection, a bare 500) says nothing: the next call probes again.
+
+        This is on the call path, so it never raises: whatever a server sends, the call's
+        own outcome stands and the run goes on (a fault here is logged, and the limits
+        stay as they were).
         """
-        if info is not None and info.has_limits:
-            self._adopt(info)
-            if info.remaining_requests == 0 and info.reset_requests:
-                # Time until one more request, at the rate the provider replenishes them.
-                spent = max(1, (info.limit_requests or 1) - info.remaining_requests)
-                self.pause(info.reset_requests / spent)
+        try:
+            if info is not None and info.has_limits:
+                self._adopt(info)
+                if info.limit_requests and info.remaining_requests == 0 and info.reset_requests:
+                    # Time until one more request, at the rate the provider replenishes them.
+                    spent = max(1, info.limit_requests - info.remaining_requests)
+                    self.pause(min(info.reset_requests / spent, 60.0))
+        except Exception as exc:  # a bug must not cost the call its answer
+            log.warning("limits.learning_failed", error=repr(exc))
         if self._first_answer is None or self._first_answer.is_set():
             return
         if ok or (info is not None and info.has_limits):
@@ -221,18 +235,34 @@ class ModelLimiter:
             self._probe_over.set()
 
     def _adopt(self, info: RateLimitInfo) -> None:
-        rpm, tpm = self.limit.rpm, self.limit.tpm
-        if info.limit_requests and (rpm is None or info.limit_requests < rpm):
-            rpm = info.limit_requests
+        """Follow the provider's stated limits, up and down (a tier upgrade, a key shared
+        with another client), never above what the user configured. Only positive, finite
+        limits get here (``rate_limit_info`` drops the rest)."""
+        learned = Limit(
+            info.limit_requests or self._learned.rpm, info.limit_tokens or self._learned.tpm
+        )
+        if learned == self._learned:
+            return  # the usual case: every response restates the same limits
+        self._learned = learned
+        rpm = _lower(self.configured.rpm, learned.rpm)
+        tpm = _lower(self.configured.tpm, learned.tpm)
+        if rpm is not None and rpm != self.limit.rpm:
             self._requests = _request_limiter(rpm, self.window)
             self._started = False  # the new pace starts with half a burst, not a full one
-        if info.limit_tokens and (tpm is None or info.limit_tokens < tpm):
-            tpm = info.limit_tokens
+        if tpm is not None and tpm != self.limit.tpm:
             if self._tokens is None:
                 self._tokens = TokenBucket(tpm, window=self.window, start=0.5)
             else:
                 self._tokens.set_limit(tpm, window=self.window)
         self.limit = Limit(rpm, tpm)
+
+
+def _lower(configured: int | None, learned: int | None) -> int | None:
+    if configured is None:
+        return learned
+    if learned is None:
+        return configured
+    return min(configured, learned)
 
 
 class Limiters:

@@ -13,14 +13,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import structlog
 from pydantic import BaseModel, Field
 
+from ._errors import OutputError
 from ._events import (
     CallFailed,
     CallStarted,
     ChainFinished,
     ChainStarted,
     Event,
+    Observer,
     RunFinished,
     RunStarted,
     StageErrored,
@@ -30,11 +33,14 @@ from ._events import (
     Waited,
 )
 from ._files import atomic_write_text
+from ._isolate import Fault, Faults
 from ._retry import is_quota_error
 from ._topics import Topic
 from ._verdict import Parallelism
 
 SCHEMA_VERSION = 1
+
+log = structlog.get_logger()
 
 TopicStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
 
@@ -133,6 +139,15 @@ class TraceExport(BaseModel):
     failed: int = Field(0, description="of the undelivered: in an export that failed")
 
 
+class DisabledObserver(BaseModel):
+    """A reporting observer (progress, trace, event log, ...) that failed and was switched
+    off for the rest of the run; the run went on without it."""
+
+    observer: str
+    error: str
+    event: str = Field(description="the event it failed on")
+
+
 class RunManifest(BaseModel):
     """Everything about one run, as written to ``run.json``."""
 
@@ -163,6 +178,11 @@ class RunManifest(BaseModel):
     totals: Totals = Field(default_factory=Totals)
     parallelism: Parallelism | None = None
     trace_export: TraceExport | None = None
+    disabled_observers: list[DisabledObserver] | None = Field(
+        None,
+        description="reporting observers switched off after failing (the run went on); "
+        "null when none failed",
+    )
     topics: list[TopicRecord] = Field(default_factory=list)
 
 
@@ -180,6 +200,7 @@ class ManifestObserver:
         interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         parallelism: Callable[[], Parallelism] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.path = path
         self.interval = interval
@@ -194,6 +215,9 @@ class ManifestObserver:
         self._next_write = 0.0
         self._earlier_wall = 0.0
         self._open_stage: dict[tuple[int, str], StageRecord] = {}
+        self.faults = faults if faults is not None else Faults()
+        self._snapshots = True  # off once a snapshot could not be written
+        self._closed_later = False  # see closing()
 
     def _when(self, at: float) -> datetime:
         return self._wall0 + timedelta(seconds=at - self._t0)
@@ -273,11 +297,12 @@ class ManifestObserver:
                         if topic_record.status == "pending":
                             topic_record.status = "skipped"
                 if self._parallelism is not None:
-                    m.parallelism = self._parallelism()
-                self.write()
+                    m.parallelism = self._measure()
+                if not self._closed_later:
+                    self.write_final()
                 return
-        if self.clock() >= self._next_write:
-            self.write()
+        if self._snapshots and self.clock() >= self._next_write:
+            self._snapshot()
 
     def stage_record(self, topic: int, stage: str) -> dict[str, object]:
         """The latest record of ``stage`` of topic ``topic``, as JSON-ready data."""
@@ -312,7 +337,43 @@ class ManifestObserver:
             max_cost=event.max_cost,
             topics=[TopicRecord(index=t.index, topic=t.text, slug=t.slug) for t in self._topics],
         )
-        self.write()
+        self._snapshot()
+
+    def _measure(self) -> Parallelism | None:
+        """The run's parallelism; None (and a fault) when the trace could not give it."""
+        assert self._parallelism is not None
+        try:
+            return self._parallelism()
+        except Exception as exc:  # a reporting fault: the manifest goes on without it
+            error = f"{type(exc).__name__}: {exc}"
+            self.faults.add(Fault("parallelism verdict", error, "RunFinished"))
+            return None
+
+    def _snapshot(self) -> None:
+        """Write run.json as it stands; a failure switches snapshots off (the store holds
+        every finished stage meanwhile) and the final write tries again."""
+        try:
+            self.write()
+        except OutputError as exc:
+            self._snapshots = False
+            self.faults.add(Fault("run.json snapshots", str(exc), "snapshot"))
+            log.warning("manifest.snapshot_failed", error=str(exc), note="the run goes on")
+
+    def closing(self) -> Observer:
+        """The observer that writes run.json for the last time when the run ends, instead
+        of this one: put it after every other, so the file records what they reported
+        (and how they failed)."""
+        self._closed_later = True
+        return _FinalWrite(self)
+
+    def write_final(self) -> None:
+        """The last write of run.json: reported, not raised, when it fails — the run is
+        over and the store already holds all of it."""
+        try:
+            self.write()
+        except OutputError as exc:
+            self.faults.add(Fault("run.json", str(exc), "RunFinished"))
+            log.warning("manifest.write_failed", error=str(exc))
 
     def write(self) -> None:
         """Recompute the totals and write run.json atomically."""
@@ -347,6 +408,11 @@ class ManifestObserver:
         for topic_record in m.topics:
             self._sum_topic(topic_record)
         t.cost = _sum_costs(s.cost for s in stages if s.status == "succeeded")
+        if self.faults.items:
+            m.disabled_observers = [
+                DisabledObserver(observer=f.observer, error=f.error, event=f.event)
+                for f in self.faults.items
+            ]
         started = self.clock()
         write_manifest(self.path, m)
         # A huge manifest (100k topics takes seconds to write) must not eat the run: keep
@@ -357,6 +423,15 @@ class ManifestObserver:
     @staticmethod
     def _sum_topic(record: TopicRecord) -> None:
         record.cost = _sum_costs(s.cost for s in record.stages if s.status == "succeeded")
+
+
+class _FinalWrite:
+    def __init__(self, manifest: ManifestObserver) -> None:
+        self.manifest = manifest
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            self.manifest.write_final()
 
 
 def _sum_costs(costs: Iterable[float | None]) -> float | None:

@@ -58,13 +58,11 @@ class TraceFiles:
         self.report = report
 
     async def on_event(self, event: Event) -> None:
+        # The run is done and its results saved: a trace that cannot be written (a full
+        # disk, a bug in the drawing) is a reporting fault, not a failed run (the run
+        # isolates this observer: see _isolate).
         if isinstance(event, RunFinished):
-            # The run is done and its results saved: a trace that cannot be written (a full
-            # disk, a bug in the drawing) is worth a warning, not a failed run.
-            try:
-                self.write()
-            except Exception as exc:
-                log.warning("trace.write_failed", folder=str(self.run_dir), error=str(exc))
+            self.write()
 
     def write(self) -> None:
         spans, markers = self.recorder.spans, self.recorder.markers

@@ -143,12 +143,33 @@ class Verdict:
 
 
 class RateLimiter:
-    """Per-model request and token buckets; ``None`` limits are unlimited."""
+    """Per-model request and token buckets; ``None`` limits are unlimited.
 
-    def __init__(self, *, rpm: int | None, tpm: int | None, clock: Callable[[], float]) -> None:
+    ``send_headers=False`` sends no ``x-ratelimit-*`` header at all, limited or not (many
+    gateways and self-hosted servers). ``unlimited`` is what the headers say for a dimension
+    that is not limited — ``"-1"``, ``"0"``, ``"inf"``, as some deployments do — where OpenAI
+    sends nothing (None).
+    """
+
+    def __init__(
+        self,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        clock: Callable[[], float],
+        send_headers: bool = True,
+        unlimited: str | None = None,
+    ) -> None:
         self.rpm = rpm
         self.tpm = tpm
         self._clock = clock
+        self._send = send_headers
+        self._unlimited: dict[str, str] = {}
+        if unlimited is not None:
+            for kind, limit in (("requests", rpm), ("tokens", tpm)):
+                if limit is None:
+                    self._unlimited[f"x-ratelimit-limit-{kind}"] = unlimited
+                    self._unlimited[f"x-ratelimit-remaining-{kind}"] = unlimited
         self._buckets: dict[str, list[Bucket]] = {}
 
     def _for(self, model: str) -> list[Bucket]:
@@ -168,7 +189,7 @@ class RateLimiter:
 
     def headers(self, model: str) -> dict[str, str]:
         """The current ``x-ratelimit-*`` headers of ``model`` (empty without limits)."""
-        return _headers(self._for(model))
+        return self._headers(self._for(model))
 
     def admit(self, model: str, tokens: int) -> Verdict:
         """Admit one request costing ``tokens`` if both buckets allow it, and charge it.
@@ -182,14 +203,15 @@ class RateLimiter:
         refusals = [(w, b) for w, b in waits if w > 0]
         if refusals:
             wait, short = max(refusals, key=lambda pair: pair[0])
-            return Verdict(_headers(buckets), wait=wait, short=short)
+            return Verdict(self._headers(buckets), wait=wait, short=short)
         for bucket in buckets:
             bucket.take(costs[bucket.kind])
-        return Verdict(_headers(buckets))
+        return Verdict(self._headers(buckets))
 
-
-def _headers(buckets: list[Bucket]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for bucket in buckets:
-        headers.update(bucket.headers())
-    return headers
+    def _headers(self, buckets: list[Bucket]) -> dict[str, str]:
+        if not self._send:
+            return {}
+        headers = dict(self._unlimited)
+        for bucket in buckets:
+            headers.update(bucket.headers())
+        return headers

@@ -86,7 +86,13 @@ class SimServer:
         # Faults are drawn in arrival order from a generator of their own; requests refused
         # by the limits do not consume draws.
         self._faults = FaultDraw(settings, random.Random(f"faults:{settings.seed}"))
-        self._limits = RateLimiter(rpm=settings.rpm, tpm=settings.tpm, clock=clock)
+        self._limits = RateLimiter(
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            clock=clock,
+            send_headers=settings.ratelimit_headers,
+            unlimited=settings.unlimited_header,
+        )
         self._runner: web.AppRunner | None = None
         self._models: set[str] = set(ADVERTISED_MODELS)
 

@@ -71,6 +71,16 @@ class SimSettings(BaseModel):
     insufficient_quota: bool = Field(
         False, description="answer every chat request with 429 insufficient_quota"
     )
+    ratelimit_headers: bool = Field(
+        True,
+        description="send x-ratelimit-* headers (false: none at all, limited or not, as many "
+        "gateways and self-hosted servers do)",
+    )
+    unlimited_header: str | None = Field(
+        None,
+        description="the value x-ratelimit-limit/remaining state for a dimension without a "
+        "limit, as some servers do ('-1', '0', 'inf'); unset: no such header, as OpenAI",
+    )
 
     @model_validator(mode="after")
     def _rates_fit_in_one_draw(self) -> SimSettings:
