@@ -36,11 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from orchestrator._bench import _generated_topics
-from orchestrator._otel import ExportReport, OtlpExport, otlp_export
-from orchestrator._setup import RunSetup, prepare
-from orchestrator._spans import Span
-from orchestrator._trace_files import TraceOptions
+from orchestrator.measure._bench import _generated_topics
+from orchestrator.report._trace_files import TraceOptions
+from orchestrator.session._setup import RunSetup, prepare
+from orchestrator.trace._otel import ExportReport, OtlpExport, otlp_export
+from orchestrator.trace._spans import Span
 
 LIMIT = 2.0  # close()'s limit, as the CLI gives it
 

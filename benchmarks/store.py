@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from orchestrator._store import RunRecord, StageResult, Store
+from orchestrator.store._store import RunRecord, StageResult, Store
 
 OUTPUT = ("A paragraph of model output, as a stage writes it. " * 40)[:2000]
 RECORD = {"attempts": 1, "latency_ms": 812.5, "prompt": "research.md", "retries": []}

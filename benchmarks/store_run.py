@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator._bench import _generated_topics
-from orchestrator._setup import RunSetup, prepare
-from orchestrator._store import Store
+from orchestrator.measure._bench import _generated_topics
+from orchestrator.session._setup import RunSetup, prepare
+from orchestrator.store._store import Store
 
 
 async def timed(setup: RunSetup, folder: Path, name: str, store: Store | None) -> float:

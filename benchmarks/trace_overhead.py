@@ -23,15 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator._bench import _generated_topics
-from orchestrator._chrome_trace import write_trace
-from orchestrator._event_log import EventLog
-from orchestrator._events import Event
-from orchestrator._manifest import ManifestObserver
-from orchestrator._report import render_report
-from orchestrator._setup import prepare
-from orchestrator._spans import Span, SpanRecorder
-from orchestrator._waterfall import from_spans
+from orchestrator.engine._events import Event
+from orchestrator.measure._bench import _generated_topics
+from orchestrator.report._html import render_report
+from orchestrator.report._manifest import ManifestObserver
+from orchestrator.session._setup import prepare
+from orchestrator.trace._chrome_trace import write_trace
+from orchestrator.trace._event_log import EventLog
+from orchestrator.trace._spans import Span, SpanRecorder
+from orchestrator.trace._waterfall import from_spans
 
 
 class Capture:

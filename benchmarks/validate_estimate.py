@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import orchestrator
-from orchestrator._estimate import estimate
-from orchestrator._setup import prepare
+from orchestrator.session._estimate import estimate
+from orchestrator.session._setup import prepare
 
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = "configs/topics.example.yaml"

@@ -9,11 +9,6 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
     guess = orchestrator.validate("configs/topics.example.yaml")  # checks + estimate, no call
 """
 
-from ._bench import BenchCell, BenchReport, bench
-from ._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
-from ._compare import CompareReport, compare
-from ._control import RunControl
-from ._engine import ChainResult, Engine
 from ._errors import (
     CallError,
     ConfigError,
@@ -23,8 +18,12 @@ from ._errors import (
     StageFailed,
     StoreError,
 )
-from ._estimate import Estimate, StageEstimate, validate
-from ._events import (
+from .config._prices import ModelPrice
+from .config._sim_settings import SimSettings
+from .config._topics import Topic
+from .engine._control import RunControl
+from .engine._engine import ChainResult, Engine
+from .engine._events import (
     CallFailed,
     CallFinished,
     CallStarted,
@@ -41,17 +40,18 @@ from ._events import (
     TopicRestored,
     Waited,
 )
-from ._limits import Limit
-from ._manifest import RunManifest, TraceExport
-from ._plan import Plan, Stage, load_plan
-from ._prices import ModelPrice
-from ._retry import RetryPolicy
-from ._run import resume, run
-from ._runs import RunListing, RunSummary, list_runs
-from ._sim._server import SimServer
-from ._sim._settings import SimSettings
-from ._topics import Topic
-from ._verdict import Parallelism
+from .engine._retry import RetryPolicy
+from .measure._bench import BenchCell, BenchReport, bench
+from .measure._compare import CompareReport, compare
+from .plan._plan import Plan, Stage, load_plan
+from .provider._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
+from .provider._limits import Limit
+from .provider.sim._server import SimServer
+from .report._manifest import RunManifest, TraceExport
+from .session._estimate import Estimate, StageEstimate, validate
+from .session._run import resume, run
+from .session._runs import RunListing, RunSummary, list_runs
+from .trace._verdict import Parallelism
 
 __all__ = [
     "BenchCell",

@@ -1,5 +1,5 @@
 """``python -m orchestrator`` is the ``orchestrate`` command."""
 
-from .cli import main
+from .cli._main import main
 
 main()

@@ -141,7 +141,7 @@ def outside(tmp_path: Path) -> Path:
 def test_the_venv_imports_the_wheel_not_the_repo(installed: Installed, outside: Path) -> None:
     """This environment's editable install puts the repo on sys.path; the wheel must win."""
     code = (
-        "import orchestrator, orchestrator._defaults as d; "
+        "import orchestrator, orchestrator.config._defaults as d; "
         "print(orchestrator.__file__); print(d.defaults_dir())"
     )
     out = call(installed.bin / "python", "-c", code, cwd=outside, env=installed.env)

@@ -1,1 +1,0 @@
-"""The simulated OpenAI-compatible provider: settings, text and the HTTP server."""

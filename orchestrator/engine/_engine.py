@@ -1,0 +1,467 @@
+"""The run loop: a fixed pool of workers, each running one topic's chain at a time.
+
+``concurrency`` workers pull topics from one shared iterator — never a task per topic created
+up front, so 100k topics cost 100k small records, not 100k coroutines. A chain runs its
+stages in order; its failure is caught, reported and recorded, and never cancels another
+chain. ``--sequential`` is the same loop with one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from .._errors import CallError, CallNotSent, RunError, StageFailed
+from ..config._topics import Topic
+from ..plan._plan import Stage
+from ..provider._client import ChatClient, ChatRequest, ChatResponse, Route
+from ..provider._headers import rate_limit_info
+from ..provider._limits import Limiters, ModelLimiter
+from ..provider._tokens import estimate_message_tokens
+from ..store._reuse import Recall, Recalled, fingerprint
+from ._brake import Brake
+from ._budget import Budget, Pricing
+from ._events import (
+    CallFailed,
+    CallFinished,
+    CallStarted,
+    ChainFinished,
+    ChainStarted,
+    ChainStatus,
+    Event,
+    Observer,
+    RetryPassStarted,
+    StageErrored,
+    StageFinished,
+    StageStarted,
+    Waited,
+)
+from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
+
+log = structlog.get_logger()
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+QUOTA_MESSAGE = (
+    "the provider says the account is out of quota (429 insufficient_quota): no further "
+    "calls were sent; add credit or check the plan and billing, then run again"
+)
+
+
+@dataclass(slots=True)
+class ChainResult:
+    """How one topic's chain ended."""
+
+    topic: Topic
+    status: ChainStatus
+    outputs: dict[str, str] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+    transient: bool = False  # failed on an error another try may fix: worth a retry pass
+
+
+class Engine:
+    """Runs the stages over topics with ``concurrency`` workers, reporting to observers.
+
+    A chain's failure is the chain's own; an observer that raises (only the ones that save
+    results do: reporting observers are isolated, see ``_isolate``) means results can no
+    longer be saved, so the engine stops starting chains, lets the ones in flight finish,
+    and raises a RunError.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        *,
+        client: ChatClient,
+        concurrency: int,
+        observers: Sequence[Observer] = (),
+        limiters: Limiters | None = None,
+        retry: RetryPolicy | None = None,
+        endpoint: str = "",
+        identity: str | None = None,
+        routes: Mapping[str, Route] | None = None,
+        recall: Recall | None = None,
+        prices: Pricing | None = None,
+        budget: Budget | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.stages = tuple(stages)
+        self.concurrency = concurrency
+        self.observers = tuple(observers)
+        self.limiters = limiters if limiters is not None else Limiters()
+        self.retry = retry if retry is not None else RetryPolicy()
+        # Where each stage's calls go: ``client`` at ``endpoint``, except the stages
+        # ``routes`` sends to an endpoint of their own (a chain's or stage's base_url).
+        # ``identity`` names who answers, for request fingerprints (the simulator's URL
+        # changes every run).
+        self.route = Route(client, endpoint, endpoint if identity is None else identity)
+        self.routes = dict(routes or {})
+        self.recall = recall
+        self.prices = prices
+        self.budget = budget
+        # Default: the running loop's monotonic clock, the one the limiters and asyncio.sleep
+        # use, so events, waits and limits all share one time line.
+        self.clock: Clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.sleep = sleep
+        self.brake = Brake()
+
+    # Stopping, halting and draining live in the Brake; these are the engine's handles on it.
+    @property
+    def stopping(self) -> bool:
+        """True once the run was stopped, halted or drained: no new chain starts."""
+        return self.brake.stopping
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stopped on purpose (out of quota, budget reached), or None."""
+        return self.brake.stop_reason
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the run was halted (e.g. out of quota), or None."""
+        return self.brake.halt_reason
+
+    def stop(self, reason: str | None = None) -> None:
+        """Start no new chain; chains already in flight run to their end. With a
+        ``reason`` (a budget reached) the run ends as ``stopped``, and says why."""
+        self.brake.stop(reason)
+
+    def halt(self, reason: str) -> None:
+        """Stop at once: no new chain starts, no new call is sent, and calls waiting for a
+        rate limiter give up their wait."""
+        self.brake.halt(reason)
+
+    def drain(self) -> None:
+        """Start nothing new — no chain, stage, call or retry — and let the calls already
+        sent come back and be saved (Ctrl-C); see ``Brake.drain``."""
+        self.brake.drain()
+
+    async def idle(self) -> None:
+        """Return once no call is in flight (a finished call counts until it is saved)."""
+        await self.brake.idle()
+
+    async def run(self, topics: Sequence[Topic], *, retry_passes: int = 0) -> list[ChainResult]:
+        """Run every chain, then up to ``retry_passes`` passes over the chains that failed on
+        a transient error, each resuming at the stage that failed."""
+        results = {r.topic.index: r for r in await self.run_pass(topics)}
+        for number in range(1, retry_passes + 1):
+            again = [r for r in results.values() if r.status == "failed" and r.transient]
+            if not again or self.brake.stopping:
+                break
+            await self.emit(RetryPassStarted(number, len(again), self.clock()))
+            done = {r.topic.index: r.outputs for r in again}
+            for result in await self.run_pass([r.topic for r in again], done=done):
+                results[result.topic.index] = result
+        return list(results.values())
+
+    async def emit(self, event: Event) -> None:
+        """Hand ``event`` to every observer, in order."""
+        for observer in self.observers:
+            await observer.on_event(event)
+
+    async def run_pass(
+        self, topics: Iterable[Topic], *, done: Mapping[int, Mapping[str, str]] | None = None
+    ) -> list[ChainResult]:
+        """Run every topic's chain; returns the results in the order the chains finished.
+
+        ``done`` maps a topic's index to outputs of stages it already finished. Topics not
+        started because of ``stop()`` are simply not in the result.
+        """
+        done = done or {}
+        queued_at = self.clock()
+        pending: Iterator[Topic] = iter(topics)
+        results: list[ChainResult] = []
+        failures: list[Exception] = []
+
+        taken = 0
+
+        async def worker() -> None:
+            nonlocal taken
+            # Sharing one iterator is safe: next() never awaits, so no two workers interleave.
+            while not self.brake.stopping and (topic := next(pending, None)) is not None:
+                if self.budget is not None and not self.budget.admit(topic):
+                    self.stop(self.budget.refusal(topic))
+                    break
+                taken += 1
+                now = self.clock()
+                # The first chains of a pass had a slot from the start: whatever time the
+                # workers took to begin is not queueing.
+                waited_from = queued_at if taken > self.concurrency else now
+                try:
+                    await self.emit(Waited(topic, None, "slot", waited_from, now))
+                    results.append(await self.run_chain(topic, done=done.get(topic.index)))
+                except Exception as exc:  # saving failed: nothing more can be kept
+                    failures.append(exc)
+                    self.stop()
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(worker())
+        if failures:
+            first = failures[0]
+            if isinstance(first, RunError):
+                raise first
+            raise RunError(
+                f"the run stopped because saving its results failed: {type(first).__name__}: "
+                f"{first}"
+            ) from first
+        return results
+
+    async def run_chain(
+        self, topic: Topic, *, done: Mapping[str, str] | None = None
+    ) -> ChainResult:
+        """Run one topic's stages in order; a failure ends this chain only.
+
+        ``done`` holds outputs of stages finished earlier (a retry pass, a resumed run):
+        those stages are not called again, and later prompts see their outputs.
+        """
+        started = self.clock()
+        await self.emit(ChainStarted(topic, started))
+        outputs: dict[str, str] = dict(done or {})
+        context: dict[str, Any] = {**topic.vars, "topic": topic.text, **outputs}
+        result = ChainResult(topic, "succeeded", outputs)
+        for stage in self.stages:
+            if stage.name in outputs:
+                continue
+            await self.brake.check()
+            try:
+                output = await self.run_stage(topic, stage, context)
+            except StageFailed as exc:
+                status: ChainStatus = (
+                    "skipped" if isinstance(exc.last_error, CallNotSent) else "failed"
+                )
+                transient = is_retryable(exc.last_error)
+                error = str(exc.last_error)
+                result = ChainResult(topic, status, outputs, stage.name, error, transient)
+                break
+            outputs[stage.name] = output
+            context[stage.name] = output
+        if self.budget is not None:
+            self.budget.release(topic)
+        await self.emit(
+            ChainFinished(
+                topic,
+                result.status,
+                outputs,
+                result.failed_stage,
+                result.error,
+                started,
+                self.clock(),
+            )
+        )
+        return result
+
+    def _route(self, stage: str) -> Route:
+        return self.routes.get(stage, self.route)
+
+    async def run_stage(self, topic: Topic, stage: Stage, context: Mapping[str, Any]) -> str:
+        """Render the stage's prompt, call the model, report; raises StageFailed."""
+        started = self.clock()
+        await self.emit(StageStarted(topic, stage.name, started))
+        try:
+            request = ChatRequest(
+                model=stage.model,
+                messages=stage.messages(context),
+                temperature=stage.temperature,
+                max_tokens=stage.max_tokens,
+            )
+        except Exception as exc:  # a template failing on real data fails this chain only
+            await self._stage_failed(topic, stage.name, exc, 0, started)
+        key = ""
+        if self.recall is not None:
+            key = fingerprint(self._route(stage.name).identity, request)
+            recalled = self.recall.recall(topic.index, stage.name, key)
+            if recalled is not None:
+                await self._recalled(topic, stage.name, key, recalled, started)
+                return recalled.result.output
+        response, attempts = await self._call(topic, stage.name, request, started)
+        try:  # the call counts as in flight until its stage is saved (see drain)
+            cost = self._cost(request, response)
+            if self.budget is not None:
+                self.budget.book(topic, stage.name, cost)
+            await self.emit(
+                StageFinished(
+                    topic,
+                    stage.name,
+                    response.model,
+                    response.text,
+                    attempts,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    started,
+                    self.clock(),
+                    cost=cost,
+                    cached_tokens=response.cached_tokens,
+                    fingerprint=key,
+                )
+            )
+        finally:
+            self.brake.call_done()
+        return response.text
+
+    async def _recalled(
+        self, topic: Topic, stage: str, key: str, recalled: Recalled, started: float
+    ) -> None:
+        """Report a stage answered without a call: it spends nothing now."""
+        r = recalled.result
+        if self.budget is not None:
+            self.budget.book(topic, stage, 0.0)
+        await self.emit(
+            StageFinished(
+                topic,
+                stage,
+                r.model,
+                r.output,
+                0,
+                r.prompt_tokens,
+                r.completion_tokens,
+                started,
+                self.clock(),
+                cost=0.0 if recalled.source == "reused" else r.cost,
+                cached_tokens=r.cached_tokens,
+                fingerprint=key,
+                source=recalled.source,
+                record=recalled.record,
+            )
+        )
+
+    async def _call(
+        self, topic: Topic, stage: str, request: ChatRequest, stage_started: float
+    ) -> tuple[ChatResponse, int]:
+        """One stage's model call, with rate limits and retries: returns the response and
+        the attempts it took; raises StageFailed when it gives up."""
+        route = self._route(stage)
+        limiter = self.limiters.for_model(route.endpoint, request.model)
+        # Providers count the prompt plus max_tokens against TPM when a request arrives.
+        prompt_estimate = estimate_message_tokens(request.messages)
+        reserved = prompt_estimate + (request.max_tokens or 0)
+        attempts = 0
+
+        async def backoff(seconds: float) -> None:
+            started = self.clock()
+            await self.sleep(seconds)
+            await self.emit(Waited(topic, stage, "backoff", started, self.clock()))
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=BackoffWait(self.retry),
+            retry=retry_if_exception(is_retryable),
+            sleep=backoff,
+            reraise=True,
+        )
+        try:
+            if limiter.limit.tpm and reserved > limiter.limit.tpm:
+                raise CallError(
+                    f"the request needs about {reserved} tokens, more than the whole "
+                    f"{limiter.limit.tpm} TPM limit of {request.model}: it can never be sent"
+                )
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = await self._attempt(
+                        topic,
+                        stage,
+                        request,
+                        attempts,
+                        route.client,
+                        limiter,
+                        reserved,
+                        prompt_estimate,
+                    )
+        except CallError as exc:  # anything else (an observer failing) stops the run
+            await self._stage_failed(topic, stage, exc, attempts, stage_started)
+        return response, attempts
+
+    async def _attempt(
+        self,
+        topic: Topic,
+        stage: str,
+        request: ChatRequest,
+        attempt: int,
+        client: ChatClient,
+        limiter: ModelLimiter,
+        reserved: int,
+        prompt_estimate: int,
+    ) -> ChatResponse:
+        """Wait for the limiter, send once, and tell the limiter what happened.
+
+        Only the client call decides the attempt's fate: whatever it raises becomes a
+        CallError, while an observer's failure passes through untouched and stops the run.
+        """
+        answered = False
+        try:
+            waiting = self.clock()
+            await self.brake.acquire(limiter, reserved)  # halted: CallNotSent; drained: parks
+            started = self.clock()
+            if started - waiting > 0.001:
+                await self.emit(Waited(topic, stage, "limiter", waiting, started))
+            await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
+            self.brake.call_started()
+            try:
+                response = await client.complete(request)
+            except Exception as exc:
+                error = (
+                    exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
+                )
+                info = rate_limit_info(error.headers)
+                limiter.answered(info, ok=False)
+                answered = True
+                if is_quota_error(error):
+                    limiter.refund(reserved)
+                    self.halt(QUOTA_MESSAGE)
+                elif error.status == 429:
+                    limiter.refund(reserved)  # refused: the provider counted nothing
+                    # Everyone calling this model waits, not only this call.
+                    limiter.pause(self._capped(error.retry_after, default=1.0))
+                try:  # in flight until the failure is recorded, so a drain waits for it
+                    await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
+                finally:
+                    self.brake.call_done()
+                if error is exc:
+                    raise
+                raise error from exc
+            limiter.answered(rate_limit_info(response.headers), ok=True)
+            answered = True
+            limiter.refund(prompt_estimate - response.prompt_tokens)
+            cost = self._cost(request, response)
+            await self.emit(
+                CallFinished(topic, stage, attempt, response, started, self.clock(), cost)
+            )
+            return response
+        finally:
+            if not answered:
+                limiter.release_probe()
+
+    def _cost(self, request: ChatRequest, response: ChatResponse) -> float | None:
+        """What an answer cost in USD, None when unpriced. Priced as the model asked for:
+        providers answer with dated snapshot names."""
+        if self.prices is None:
+            return None
+        return self.prices.cost(
+            request.model,
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            cached_tokens=response.cached_tokens,
+        )
+
+    def _capped(self, seconds: float | None, *, default: float) -> float:
+        """A provider's retry-after, capped at ``retry.backoff_max`` (some gateways ask for
+        an hour; better to try again and let the retry pass take over)."""
+        return min(default if seconds is None else seconds, self.retry.backoff_max)
+
+    async def _stage_failed(
+        self, topic: Topic, stage: str, error: Exception, attempts: int, started: float
+    ) -> NoReturn:
+        await self.emit(StageErrored(topic, stage, error, attempts, started, self.clock()))
+        log.info("stage.failed", topic=topic.slug, stage=stage, error=str(error))
+        raise StageFailed(stage, attempts, error) from error

@@ -1,0 +1,55 @@
+"""Which failed calls are retried, and how long to wait before the next attempt.
+
+Retried: 429 ``rate_limit_exceeded``, 408, 409, 5xx, timeouts and dropped connections.
+Never retried: 400, 401, 403, 404, 422 — and a 429 ``insufficient_quota``, which stops the
+whole run (retrying an empty account only burns time). The provider's ``retry-after-ms`` /
+``retry-after`` is honoured; otherwise exponential backoff with full jitter, so failed calls
+do not come back in lockstep ("Exponential Backoff And Jitter", AWS Architecture Blog:
+https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import RetryCallState, wait_random_exponential
+
+from .._errors import CallError
+
+QUOTA_CODE = "insufficient_quota"
+
+
+class RetryPolicy(BaseModel):
+    """``retry:`` in the chain file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(6, ge=1, description="tries per call, the first included")
+    backoff_base: float = Field(0.5, gt=0, description="first backoff ceiling, seconds")
+    backoff_max: float = Field(30.0, gt=0, description="longest backoff, seconds")
+
+
+def is_quota_error(error: BaseException) -> bool:
+    """A 429 that means the account is out of credit, not that we went too fast."""
+    return isinstance(error, CallError) and error.status == 429 and error.code == QUOTA_CODE
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether another attempt can succeed."""
+    return isinstance(error, CallError) and error.retryable and not is_quota_error(error)
+
+
+class BackoffWait:
+    """tenacity ``wait=``: the provider's retry-after when it gave one, else full jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._max = policy.backoff_max
+        self._jitter = wait_random_exponential(
+            multiplier=policy.backoff_base, max=policy.backoff_max
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, CallError) and error.retry_after is not None:
+            # Capped: some gateways ask for an hour; the retry pass can take over instead.
+            return min(error.retry_after, self._max)
+        return float(self._jitter(state))

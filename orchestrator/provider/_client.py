@@ -1,0 +1,192 @@
+"""The model client: one chat call in, one answer (or a CallError) out.
+
+The engine depends only on the small ``ChatClient`` protocol, so unit tests pass a scripted
+fake, while real runs use ``OpenAIChatClient`` — the official SDK over HTTP, for OpenAI, any
+OpenAI-compatible endpoint, and the simulated provider alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletion
+
+from .._errors import CallError
+from ._headers import retry_after
+from ._tokens import estimate_message_tokens, estimate_tokens
+
+# Statuses worth another attempt; the limits issue's retry policy reads `retryable`.
+_RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One Chat Completions request."""
+
+    model: str
+    messages: list[dict[str, str]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """The parts of an answer the rest of orchestrate uses."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    usage_estimated: bool = False  # the provider sent no `usage`; counts are estimates
+    cached_tokens: int = 0  # prompt tokens the provider served from its prompt cache
+
+
+class ChatClient(Protocol):
+    """Anything that can answer a ChatRequest."""
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a stage's calls go: the client, the endpoint URL its rate limiters are kept
+    under, and the identity stored answers are keyed by (see ``Endpoint``)."""
+
+    client: ChatClient
+    endpoint: str
+    identity: str
+
+
+class OpenAIChatClient:
+    """A ChatClient over ``openai.AsyncOpenAI``.
+
+    Build it inside the running event loop, one per run and endpoint, and ``aclose()`` it at
+    the end. The SDK's own retries are off (``max_retries=0``): retrying is orchestrate's
+    job, and two layers of retries would multiply.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self._client = client
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        concurrency: int,
+        timeout: float,
+    ) -> OpenAIChatClient:
+        """A client with keep-alive and a connection pool sized to ``concurrency``.
+
+        ``api_key``/``base_url`` left as None are read by the SDK from ``OPENAI_API_KEY`` and
+        ``OPENAI_BASE_URL``, exactly as it always does.
+        """
+        http_client = openai.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency
+            ),
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+        kwargs: dict[str, Any] = {"max_retries": 0, "http_client": http_client}
+        if api_key is not None:
+            kwargs["api_key"] = api_key
+        if base_url is not None:
+            kwargs["base_url"] = base_url
+        return cls(openai.AsyncOpenAI(**kwargs))
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint this client talks to."""
+        return str(self._client.base_url).rstrip("/")
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Send one request; every failure becomes a CallError with status and code."""
+        kwargs: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            completion = raw.parse()
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise CallError("the request timed out", retryable=True) from exc
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise CallError(f"connection failed: {cause}", retryable=True) from exc
+        except openai.APIError as exc:  # e.g. a response body that is not a completion
+            raise CallError(f"invalid response: {exc}", retryable=True) from exc
+        if not isinstance(completion, ChatCompletion):
+            content_type = raw.headers.get("content-type", "unknown content type")
+            raise CallError(
+                f"the endpoint did not answer with a chat completion ({content_type}); "
+                "is the base URL right (it usually ends in /v1)?",
+                status=raw.status_code,
+            )
+        if not completion.choices or completion.choices[0].message is None:
+            raise CallError("the response has no message", retryable=True)
+        choice = completion.choices[0]
+        text = choice.message.content
+        if text is None:
+            refusal = getattr(choice.message, "refusal", None)
+            detail = f" (refusal: {refusal})" if refusal else ""
+            raise CallError(f"the model returned no text{detail}")
+        usage = completion.usage
+        cached_tokens = 0
+        if usage is None:  # some compatible servers omit it; estimate rather than report 0
+            prompt_tokens = estimate_message_tokens(request.messages)
+            completion_tokens = estimate_tokens(text)
+        else:
+            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            details = usage.prompt_tokens_details
+            cached_tokens = (details.cached_tokens or 0) if details is not None else 0
+        return ChatResponse(
+            text=text,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            model=completion.model or request.model,
+            headers=_plain_headers(raw.headers),
+            usage_estimated=usage is None,
+            cached_tokens=cached_tokens,
+        )
+
+
+def _status_error(exc: openai.APIStatusError) -> CallError:
+    """Turn an HTTP error into a CallError with the provider's own message."""
+    body = exc.body
+    message = exc.message
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            message = err["message"]
+    code = exc.code if isinstance(exc.code, str) else None
+    label = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
+    headers = _plain_headers(exc.response.headers)
+    return CallError(
+        f"{label}: {message}",
+        status=exc.status_code,
+        code=code,
+        retryable=exc.status_code in _RETRYABLE_STATUSES or exc.status_code >= 500,
+        retry_after=retry_after(headers),
+        headers=headers,
+    )
+
+
+def _plain_headers(headers: httpx2.Headers) -> dict[str, str]:
+    """The same dict as ``dict(headers)``, in one pass: ``dict()`` looks every key up again,
+    and each lookup decodes and scans the whole header list."""
+    return dict(headers.items())

@@ -1,0 +1,449 @@
+"""``run.json``: the manifest of a run, built by an observer from the engine's events.
+
+``schema_version`` only grows: later work adds keys, never renames them; a value that is not
+measured yet is ``null``. The file is rewritten atomically at most every ``interval`` seconds
+while the run goes on, and once at the end — not per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from pydantic import BaseModel, Field
+
+from .._errors import OutputError
+from .._files import atomic_write_text
+from ..config._topics import Topic
+from ..engine._events import (
+    CallFailed,
+    CallStarted,
+    ChainFinished,
+    ChainStarted,
+    Event,
+    Observer,
+    RunFinished,
+    RunStarted,
+    StageErrored,
+    StageFinished,
+    StageStarted,
+    TopicRestored,
+    Waited,
+)
+from ..engine._isolate import Fault, Faults
+from ..engine._retry import is_quota_error
+from ..trace._verdict import Parallelism
+
+SCHEMA_VERSION = 1
+
+log = structlog.get_logger()
+
+TopicStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+
+
+class StageRecord(BaseModel):
+    """One stage of one topic."""
+
+    name: str
+    status: Literal["running", "succeeded", "failed", "interrupted"] = "running"
+    model: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    latency_s: float | None = None
+    attempts: int = Field(0, description="calls made for this stage (0 when reused)")
+    failed_calls: int = Field(0, description="of those, the calls that failed")
+    rate_limited: int = Field(0, description="of those, the ones refused with a 429")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = Field(
+        None, description="USD this stage spent (0 when reused); null when the price is unknown"
+    )
+    cached: bool | None = Field(
+        None, description="served from the store: an identical request was answered before"
+    )
+    output: str | None = Field(None, description="the stage's output file, relative to the run")
+    error: str | None = None
+
+
+class Waits(BaseModel):
+    """Seconds spent waiting, by cause: for a free slot (concurrency), for the rate
+    limiters, and in backoff between attempts."""
+
+    slot: float = 0.0
+    limiter: float = 0.0
+    backoff: float = 0.0
+
+    def add(self, kind: str, seconds: float) -> None:
+        if kind in ("slot", "limiter", "backoff"):
+            setattr(self, kind, round(getattr(self, kind) + seconds, 6))
+
+
+class TopicRecord(BaseModel):
+    """One topic: how its chain went."""
+
+    index: int
+    topic: str
+    slug: str
+    status: TopicStatus = "pending"
+    output: str | None = Field(None, description="the final article, relative to the run")
+    failed_stage: str | None = None
+    error: str | None = None
+    passes: int = 0
+    queued_s: float | None = None
+    waits: Waits = Field(default_factory=Waits)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    latency_s: float | None = None
+    cost: float | None = Field(None, description="USD; null when a stage's price is unknown")
+    stages: list[StageRecord] = Field(default_factory=list)
+
+
+class Totals(BaseModel):
+    """Sums over the run."""
+
+    topics: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pending: int = 0
+    calls: int = 0
+    failed_calls: int = 0
+    retries: int | None = 0
+    rate_limited: int | None = 0
+    recovered: int = Field(0, description="topics that succeeded in a retry pass")
+    waits: Waits = Field(default_factory=Waits)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    reused: int = Field(0, description="stages served from the store instead of a call")
+    cost: float | None = Field(
+        None, description="USD spent by the run (all sessions); null when a price is unknown"
+    )
+
+
+class TraceExport(BaseModel):
+    """What the OpenTelemetry export delivered (``--otlp-endpoint``); its flush at the end
+    is not part of the run's wall time."""
+
+    endpoint: str
+    spans: int = Field(description="spans handed to the exporter")
+    delivered: int = Field(description="spans the endpoint accepted")
+    undelivered: int = Field(description="spans dropped, refused or still queued at the limit")
+    flush_s: float = Field(description="seconds spent flushing after the run")
+    error: str | None = None
+    dropped: int = Field(0, description="of the undelivered: dropped, the queue being full")
+    failed: int = Field(0, description="of the undelivered: in an export that failed")
+
+
+class DisabledObserver(BaseModel):
+    """A reporting observer (progress, trace, event log, ...) that failed and was switched
+    off for the rest of the run; the run went on without it."""
+
+    observer: str
+    error: str
+    event: str = Field(description="the event it failed on")
+
+
+class RunManifest(BaseModel):
+    """Everything about one run, as written to ``run.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: Literal["running", "finished", "stopped", "interrupted", "failed"] = "running"
+    stop_reason: str | None = None
+    mode: Literal["parallel", "sequential"]
+    concurrency: int
+    provider: str
+    endpoint: str
+    endpoints: dict[str, str] | None = Field(
+        None,
+        description="the stages whose chain or stage names its own base_url, and that URL; "
+        "null when every stage calls the run's provider",
+    )
+    topics_file: str
+    chain_file: str
+    output_dir: str = Field(description="the run folder")
+    stages: list[str]
+    started_at: datetime
+    ended_at: datetime | None = None
+    wall_time_s: float | None = Field(
+        None, description="seconds of running, summed over the sessions of a resumed run"
+    )
+    sessions: int = Field(1, description="1, plus one per resume")
+    max_cost: float | None = Field(None, description="the budget in USD (--max-cost), if any")
+    totals: Totals = Field(default_factory=Totals)
+    parallelism: Parallelism | None = None
+    trace_export: TraceExport | None = None
+    disabled_observers: list[DisabledObserver] | None = Field(
+        None,
+        description="reporting observers switched off after failing (the run went on); "
+        "null when none failed",
+    )
+    topics: list[TopicRecord] = Field(default_factory=list)
+
+
+class ManifestObserver:
+    """Keeps the RunManifest up to date from events and writes it to ``path``."""
+
+    def __init__(
+        self,
+        path: Path,
+        topics: tuple[Topic, ...],
+        *,
+        topics_file: Path,
+        chain_file: Path,
+        output_dir: Path,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        parallelism: Callable[[], Parallelism] | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.path = path
+        self.interval = interval
+        self.clock = clock
+        # Measured from the run's spans when it ends (the tracer comes before this observer).
+        self._parallelism = parallelism
+        self.manifest: RunManifest | None = None
+        self._topics = topics
+        self._files = (str(topics_file), str(chain_file), str(output_dir))
+        self._t0 = 0.0
+        self._wall0 = datetime.now().astimezone()
+        self._next_write = 0.0
+        self._earlier_wall = 0.0
+        self._open_stage: dict[tuple[int, str], StageRecord] = {}
+        self.faults = faults if faults is not None else Faults()
+        self._snapshots = True  # off once a snapshot could not be written
+        self._closed_later = False  # see closing()
+
+    def _when(self, at: float) -> datetime:
+        return self._wall0 + timedelta(seconds=at - self._t0)
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._start(event)
+            return
+        m = self.manifest
+        if m is None:
+            return
+        match event:
+            case Waited(topic=topic, kind=kind, started=started, at=at):
+                m.topics[topic.index].waits.add(kind, at - started)
+                if kind == "slot":
+                    m.topics[topic.index].queued_s = round(at - started, 6)
+            case ChainStarted(topic=topic, at=at):
+                rec = m.topics[topic.index]
+                rec.status, rec.started_at, rec.passes = "running", self._when(at), rec.passes + 1
+            case StageStarted(topic=topic, stage=stage, at=at):
+                stages = m.topics[topic.index].stages
+                if stages and stages[-1].name == stage and stages[-1].status != "succeeded":
+                    # A retry pass resumes the stage that failed: one record, attempts add up.
+                    record = stages[-1]
+                    record.status, record.error = "running", None
+                else:
+                    record = StageRecord(name=stage, started_at=self._when(at))
+                    stages.append(record)
+                self._open_stage[(topic.index, stage)] = record
+            case CallStarted(topic=topic, stage=stage):
+                self._open_stage[(topic.index, stage)].attempts += 1
+            case CallFailed(topic=topic, stage=stage, error=error):
+                record = self._open_stage[(topic.index, stage)]
+                record.failed_calls += 1
+                if getattr(error, "status", None) == 429 and not is_quota_error(error):
+                    record.rate_limited += 1
+            case StageFinished(source="resumed", record=dict() as earlier):
+                # Finished in an earlier session of this run: exactly as it was written then.
+                # StageStarted just opened its record, the topic's last: replace it.
+                del self._open_stage[(event.topic.index, event.stage)]
+                m.topics[event.topic.index].stages[-1] = StageRecord.model_validate(earlier)
+            case StageFinished():
+                record = self._open_stage.pop((event.topic.index, event.stage))
+                record.status, record.model = "succeeded", event.model
+                record.cost, record.cached = event.cost, event.source == "reused"
+                record.ended_at = self._when(event.at)
+                record.latency_s = round(event.at - event.started, 6)
+                record.prompt_tokens = event.prompt_tokens
+                record.completion_tokens = event.completion_tokens
+                record.output = f"stages/{event.topic.slug}/{event.stage}.md"
+            case StageErrored():
+                record = self._open_stage.pop((event.topic.index, event.stage))
+                record.status, record.error = "failed", str(event.error)
+                record.ended_at = self._when(event.at)
+                record.latency_s = round(event.at - event.started, 6)
+            case TopicRestored(topic=topic, record=record):
+                m.topics[topic.index] = TopicRecord.model_validate(record)
+            case ChainFinished():
+                rec = m.topics[event.topic.index]
+                rec.status, rec.ended_at = event.status, self._when(event.at)
+                rec.latency_s = round(event.at - event.started, 6)
+                rec.failed_stage, rec.error = event.failed_stage, event.error
+                rec.output = f"{event.topic.slug}.md" if event.status == "succeeded" else None
+            case RunFinished():
+                m.status, m.ended_at = event.status, self._when(event.at)
+                m.stop_reason = event.reason
+                m.wall_time_s = round(self._earlier_wall + event.at - self._t0, 6)
+                for record in self._open_stage.values():
+                    record.status = "interrupted"
+                self._open_stage.clear()
+                for topic_record in m.topics:
+                    if topic_record.status == "running":
+                        # Stopped mid-chain: the topic is not done, so it is pending again.
+                        topic_record.status = "pending"
+                if event.status == "stopped":  # halted on purpose: what never ran is skipped
+                    for topic_record in m.topics:
+                        if topic_record.status == "pending":
+                            topic_record.status = "skipped"
+                if self._parallelism is not None:
+                    m.parallelism = self._measure()
+                if not self._closed_later:
+                    self.write_final()
+                return
+        if self._snapshots and self.clock() >= self._next_write:
+            self._snapshot()
+
+    def stage_record(self, topic: int, stage: str) -> dict[str, object]:
+        """The latest record of ``stage`` of topic ``topic``, as JSON-ready data."""
+        assert self.manifest is not None
+        for record in reversed(self.manifest.topics[topic].stages):
+            if record.name == stage:
+                return record.model_dump(mode="json")
+        raise KeyError(stage)
+
+    def topic_record(self, topic: int) -> dict[str, object]:
+        """Topic ``topic``'s record, as JSON-ready data."""
+        assert self.manifest is not None
+        self._sum_topic(self.manifest.topics[topic])
+        return self.manifest.topics[topic].model_dump(mode="json")
+
+    def _start(self, event: RunStarted) -> None:
+        self._t0, self._wall0 = event.at, event.wall_start
+        self._earlier_wall = event.earlier_wall_s
+        self.manifest = RunManifest(
+            run_id=event.run_id,
+            mode=event.mode,
+            concurrency=event.concurrency,
+            provider=event.provider,
+            endpoint=event.endpoint,
+            endpoints=dict(event.endpoints) or None,
+            topics_file=self._files[0],
+            chain_file=self._files[1],
+            output_dir=self._files[2],
+            stages=list(event.stages),
+            started_at=event.first_started or event.wall_start,
+            sessions=event.session,
+            max_cost=event.max_cost,
+            topics=[TopicRecord(index=t.index, topic=t.text, slug=t.slug) for t in self._topics],
+        )
+        self._snapshot()
+
+    def _measure(self) -> Parallelism | None:
+        """The run's parallelism; None (and a fault) when the trace could not give it."""
+        assert self._parallelism is not None
+        try:
+            return self._parallelism()
+        except Exception as exc:  # a reporting fault: the manifest goes on without it
+            error = f"{type(exc).__name__}: {exc}"
+            self.faults.add(Fault("parallelism verdict", error, "RunFinished"))
+            return None
+
+    def _snapshot(self) -> None:
+        """Write run.json as it stands; a failure switches snapshots off (the store holds
+        every finished stage meanwhile) and the final write tries again."""
+        try:
+            self.write()
+        except OutputError as exc:
+            self._snapshots = False
+            self.faults.add(Fault("run.json snapshots", str(exc), "snapshot"))
+            log.warning("manifest.snapshot_failed", error=str(exc), note="the run goes on")
+
+    def closing(self) -> Observer:
+        """The observer that writes run.json for the last time when the run ends, instead
+        of this one: put it after every other, so the file records what they reported
+        (and how they failed)."""
+        self._closed_later = True
+        return _FinalWrite(self)
+
+    def write_final(self) -> None:
+        """The last write of run.json: reported, not raised, when it fails — the run is
+        over and the store already holds all of it."""
+        try:
+            self.write()
+        except OutputError as exc:
+            self.faults.add(Fault("run.json", str(exc), "RunFinished"))
+            log.warning("manifest.write_failed", error=str(exc))
+
+    def write(self) -> None:
+        """Recompute the totals and write run.json atomically."""
+        m = self.manifest
+        if m is None:
+            return
+        t = m.totals
+        t.topics = len(m.topics)
+        statuses = [r.status for r in m.topics]
+        t.succeeded, t.failed = statuses.count("succeeded"), statuses.count("failed")
+        t.skipped = statuses.count("skipped")
+        t.pending = t.topics - t.succeeded - t.failed - t.skipped
+        stages = [s for r in m.topics for s in r.stages]
+        # Counted from the stage records, so a resumed run's totals include the calls its
+        # earlier sessions made for what they finished, just as if it had never stopped.
+        t.calls = sum(s.attempts for s in stages)
+        t.failed_calls = sum(s.failed_calls for s in stages)
+        t.rate_limited = sum(s.rate_limited for s in stages)
+        # Every call of a stage after its first, retry passes included.
+        t.retries = sum(max(0, s.attempts - 1) for s in stages)
+        t.recovered = sum(r.status == "succeeded" and r.passes > 1 for r in m.topics)
+        t.waits = Waits(
+            slot=round(sum(r.waits.slot for r in m.topics), 6),
+            limiter=round(sum(r.waits.limiter for r in m.topics), 6),
+            backoff=round(sum(r.waits.backoff for r in m.topics), 6),
+        )
+        spent = [s for s in stages if not s.cached]  # a reused stage cost nothing now
+        t.prompt_tokens = sum(s.prompt_tokens or 0 for s in spent)
+        t.completion_tokens = sum(s.completion_tokens or 0 for s in spent)
+        t.total_tokens = t.prompt_tokens + t.completion_tokens
+        t.reused = len(stages) - len(spent)
+        for topic_record in m.topics:
+            self._sum_topic(topic_record)
+        t.cost = _sum_costs(s.cost for s in stages if s.status == "succeeded")
+        if self.faults.items:
+            m.disabled_observers = [
+                DisabledObserver(observer=f.observer, error=f.error, event=f.event)
+                for f in self.faults.items
+            ]
+        started = self.clock()
+        write_manifest(self.path, m)
+        # A huge manifest (100k topics takes seconds to write) must not eat the run: keep
+        # writing under a tenth of the time, whatever the interval.
+        now = self.clock()
+        self._next_write = now + max(self.interval, 10 * (now - started))
+
+    @staticmethod
+    def _sum_topic(record: TopicRecord) -> None:
+        record.cost = _sum_costs(s.cost for s in record.stages if s.status == "succeeded")
+
+
+class _FinalWrite:
+    def __init__(self, manifest: ManifestObserver) -> None:
+        self.manifest = manifest
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            self.manifest.write_final()
+
+
+def _sum_costs(costs: Iterable[float | None]) -> float | None:
+    """The sum in USD, or None if any part is unknown: a partial sum would look like a total."""
+    total = 0.0
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return round(total, 9)
+
+
+def write_manifest(path: Path, manifest: RunManifest) -> None:
+    """Write ``run.json`` atomically."""
+    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")
