@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.store._store import RunRecord, StageResult, Store
+from orchestrator.store._records import RunRecord, StageResult
+from orchestrator.store._store import Store
 
 OUTPUT = ("A paragraph of model output, as a stage writes it. " * 40)[:2000]
 RECORD = {"attempts": 1, "latency_ms": 812.5, "prompt": "research.md", "retries": []}

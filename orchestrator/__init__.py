@@ -18,6 +18,7 @@ from ._errors import (
     StageFailed,
     StoreError,
 )
+from .config._models import RetryPolicy
 from .config._prices import ModelPrice
 from .config._sim_settings import SimSettings
 from .config._topics import Topic
@@ -40,14 +41,15 @@ from .engine._events import (
     TopicRestored,
     Waited,
 )
-from .engine._retry import RetryPolicy
-from .measure._bench import BenchCell, BenchReport, bench
-from .measure._compare import CompareReport, compare
+from .measure._bench import bench
+from .measure._bench_model import BenchCell, BenchReport
+from .measure._compare import compare
+from .measure._compare_model import CompareReport
 from .plan._plan import Plan, Stage, load_plan
 from .provider._client import ChatClient, ChatRequest, ChatResponse, OpenAIChatClient
 from .provider._limits import Limit
 from .provider.sim._server import SimServer
-from .report._manifest import RunManifest, TraceExport
+from .report._run_json import RunManifest, TraceExport
 from .session._estimate import Estimate, StageEstimate, validate
 from .session._run import resume, run
 from .session._runs import RunListing, RunSummary, list_runs

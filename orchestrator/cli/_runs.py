@@ -16,6 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from .._errors import ConfigError, StoreError
+from ..report._format import duration
 from ..session._runs import RunListing, RunSummary, list_runs
 from ._support import EXIT_OK, EXIT_USAGE, print_error
 
@@ -137,7 +138,7 @@ def _table(listing: RunListing, out: Path, *, commands: bool) -> Table:
             _started(run.started_at, now),
             _status(run),
             _topics(run),
-            _wall(run.wall_time_s),
+            duration(run.wall_time_s, precise=True) if run.wall_time_s is not None else "-",
             "-" if run.cost is None else f"${run.cost:.4f}",
         ]
         if commands:
@@ -170,16 +171,3 @@ def _topics(run: RunSummary) -> str:
     if run.succeeded is None and run.failed is None and run.topics is None:
         return "-"
     return f"{n(run.succeeded)}/{n(run.failed)} of {n(run.topics)}"
-
-
-def _wall(seconds: float | None) -> str:
-    """12.3s, 4m05s, 2h03m."""
-    if seconds is None:
-        return "-"
-    if seconds < 59.95:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

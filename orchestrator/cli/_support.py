@@ -19,10 +19,10 @@ import structlog
 from .._errors import ConfigError, RunError, StoreError
 from ..engine._control import RunControl
 from ..engine._events import Event, Observer, RunStarted
-from ..report._console import print_summary, resume_command, resume_command_in
 from ..report._json_summary import error_summary, run_summary
 from ..report._live import progress_observer
-from ..report._manifest import RunManifest
+from ..report._run_json import RunManifest
+from ..report._summary import print_summary, resume_command, resume_command_in
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 NOTHING_STARTED = "nothing was started"

@@ -11,8 +11,8 @@ from typing import Any, get_args
 import click
 
 from ..config._sim_settings import SimSettings, resolve_sim_settings
-from ..measure._bench import BenchCell, BenchReport
 from ..measure._bench import bench as run_bench
+from ..measure._bench_model import BenchCell, BenchReport
 from ..measure._bench_report import print_bench
 from ..plan._plan import find_chain, load_chain
 from ..provider._endpoints import PROVIDER_CHOICES

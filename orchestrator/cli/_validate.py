@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._errors import ConfigError
+from ..report._format import duration
 from ..session._estimate import Estimate, estimate
 from ..session._setup import RunSetup, prepare
 from ._options import run_shape_options, shared_run_options
@@ -155,10 +156,11 @@ def _print(setup: RunSetup, guess: Estimate, console: Console) -> None:
             f"cost: at most {_usd(guess.max_cost)} if every answer used max_tokens{budget}"
         )
     mode = "one chain at a time" if setup.sequential else f"concurrency {setup.width}"
+    wall, alone = (duration(s, precise=True) for s in (guess.wall_s, guess.sequential_s))
     console.print(
-        f"wall time: about {_duration(guess.wall_s)} at {mode}, paced by {escape(guess.paced_by)}"
+        f"wall time: about {wall} at {mode}, paced by {escape(guess.paced_by)}"
         + (
-            f"; one chain at a time would take about {_duration(guess.sequential_s)}"
+            f"; one chain at a time would take about {alone}"
             if not setup.sequential and guess.topics > 1
             else ""
         )
@@ -212,13 +214,3 @@ def _round(value: float | None) -> float | None:
 
 def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 90:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

@@ -1,7 +1,7 @@
 """The shapes of the configuration files, as pydantic models.
 
 Loading them from disk with file and line in every error (``_yaml``, ``_topics``) and
-turning them into a runnable plan (``_plan``) happen elsewhere.
+turning them into a runnable plan (``plan._plan``) happen elsewhere.
 """
 
 from __future__ import annotations
@@ -21,8 +21,17 @@ from pydantic import (
     field_validator,
 )
 
-from ..engine._retry import RetryPolicy
 from ._prices import ModelPrice
+
+
+class RetryPolicy(BaseModel):
+    """``retry:`` in the chain file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(6, ge=1, description="tries per call, the first included")
+    backoff_base: float = Field(0.5, gt=0, description="first backoff ceiling, seconds")
+    backoff_max: float = Field(30.0, gt=0, description="longest backoff, seconds")
 
 
 class _Strict(BaseModel):

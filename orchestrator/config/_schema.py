@@ -1,6 +1,6 @@
 """JSON Schemas of the agent, chain and topics files, for editors (the YAML language server).
 
-The agent and chain schemas are generated from the pydantic models in ``_config``, so a new
+The agent and chain schemas are generated from the pydantic models in ``_models``, so a new
 field appears in them by itself; three things pydantic cannot see are added afterwards: the
 chain's ``simulated:`` section is a ``SimSettings`` (the model keeps it a plain dict and checks
 it later), a stage may be written as just its name (a ``mode="before"`` validator), and stage

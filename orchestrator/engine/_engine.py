@@ -11,47 +11,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
-import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
-from .._errors import CallError, CallNotSent, RunError, StageFailed
+from .._errors import CallNotSent, RunError, StageFailed
+from ..config._models import RetryPolicy
 from ..config._topics import Topic
 from ..plan._plan import Stage
-from ..provider._client import ChatClient, ChatRequest, ChatResponse, Route
-from ..provider._headers import rate_limit_info
-from ..provider._limits import Limiters, ModelLimiter
-from ..provider._tokens import estimate_message_tokens
+from ..provider._client import ChatClient, ChatRequest, Route
+from ..provider._limits import Limiters
 from ..store._reuse import Recall, Recalled, fingerprint
 from ._brake import Brake
 from ._budget import Budget, Pricing
+from ._calls import Calls
 from ._events import (
-    CallFailed,
-    CallFinished,
-    CallStarted,
     ChainFinished,
     ChainStarted,
     ChainStatus,
     Event,
     Observer,
     RetryPassStarted,
-    StageErrored,
     StageFinished,
     StageStarted,
     Waited,
 )
-from ._retry import BackoffWait, RetryPolicy, is_quota_error, is_retryable
-
-log = structlog.get_logger()
+from ._retry import is_retryable
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-QUOTA_MESSAGE = (
-    "the provider says the account is out of quota (429 insufficient_quota): no further "
-    "calls were sent; add credit or check the plan and billing, then run again"
-)
 
 
 @dataclass(slots=True)
@@ -114,6 +100,15 @@ class Engine:
         self.clock: Clock = clock or (lambda: asyncio.get_running_loop().time())
         self.sleep = sleep
         self.brake = Brake()
+        self.calls = Calls(
+            limiters=self.limiters,
+            retry=self.retry,
+            brake=self.brake,
+            emit=self.emit,
+            clock=self.clock,
+            sleep=sleep,
+            prices=prices,
+        )
 
     # Stopping, halting and draining live in the Brake; these are the engine's handles on it.
     @property
@@ -276,7 +271,7 @@ class Engine:
                 max_tokens=stage.max_tokens,
             )
         except Exception as exc:  # a template failing on real data fails this chain only
-            await self._stage_failed(topic, stage.name, exc, 0, started)
+            await self.calls.stage_failed(topic, stage.name, exc, 0, started)
         key = ""
         if self.recall is not None:
             key = fingerprint(self._route(stage.name).identity, request)
@@ -284,9 +279,11 @@ class Engine:
             if recalled is not None:
                 await self._recalled(topic, stage.name, key, recalled, started)
                 return recalled.result.output
-        response, attempts = await self._call(topic, stage.name, request, started)
+        response, attempts = await self.calls.call(
+            topic, stage.name, request, self._route(stage.name), started
+        )
         try:  # the call counts as in flight until its stage is saved (see drain)
-            cost = self._cost(request, response)
+            cost = self.calls.cost(request, response)
             if self.budget is not None:
                 self.budget.book(topic, stage.name, cost)
             await self.emit(
@@ -334,134 +331,3 @@ class Engine:
                 record=recalled.record,
             )
         )
-
-    async def _call(
-        self, topic: Topic, stage: str, request: ChatRequest, stage_started: float
-    ) -> tuple[ChatResponse, int]:
-        """One stage's model call, with rate limits and retries: returns the response and
-        the attempts it took; raises StageFailed when it gives up."""
-        route = self._route(stage)
-        limiter = self.limiters.for_model(route.endpoint, request.model)
-        # Providers count the prompt plus max_tokens against TPM when a request arrives.
-        prompt_estimate = estimate_message_tokens(request.messages)
-        reserved = prompt_estimate + (request.max_tokens or 0)
-        attempts = 0
-
-        async def backoff(seconds: float) -> None:
-            started = self.clock()
-            await self.sleep(seconds)
-            await self.emit(Waited(topic, stage, "backoff", started, self.clock()))
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=BackoffWait(self.retry),
-            retry=retry_if_exception(is_retryable),
-            sleep=backoff,
-            reraise=True,
-        )
-        try:
-            if limiter.limit.tpm and reserved > limiter.limit.tpm:
-                raise CallError(
-                    f"the request needs about {reserved} tokens, more than the whole "
-                    f"{limiter.limit.tpm} TPM limit of {request.model}: it can never be sent"
-                )
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    response = await self._attempt(
-                        topic,
-                        stage,
-                        request,
-                        attempts,
-                        route.client,
-                        limiter,
-                        reserved,
-                        prompt_estimate,
-                    )
-        except CallError as exc:  # anything else (an observer failing) stops the run
-            await self._stage_failed(topic, stage, exc, attempts, stage_started)
-        return response, attempts
-
-    async def _attempt(
-        self,
-        topic: Topic,
-        stage: str,
-        request: ChatRequest,
-        attempt: int,
-        client: ChatClient,
-        limiter: ModelLimiter,
-        reserved: int,
-        prompt_estimate: int,
-    ) -> ChatResponse:
-        """Wait for the limiter, send once, and tell the limiter what happened.
-
-        Only the client call decides the attempt's fate: whatever it raises becomes a
-        CallError, while an observer's failure passes through untouched and stops the run.
-        """
-        answered = False
-        try:
-            waiting = self.clock()
-            await self.brake.acquire(limiter, reserved)  # halted: CallNotSent; drained: parks
-            started = self.clock()
-            if started - waiting > 0.001:
-                await self.emit(Waited(topic, stage, "limiter", waiting, started))
-            await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
-            self.brake.call_started()
-            try:
-                response = await client.complete(request)
-            except Exception as exc:
-                error = (
-                    exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
-                )
-                info = rate_limit_info(error.headers)
-                limiter.answered(info, ok=False)
-                answered = True
-                if is_quota_error(error):
-                    limiter.refund(reserved)
-                    self.halt(QUOTA_MESSAGE)
-                elif error.status == 429:
-                    limiter.refund(reserved)  # refused: the provider counted nothing
-                    # Everyone calling this model waits, not only this call.
-                    limiter.pause(self._capped(error.retry_after, default=1.0))
-                try:  # in flight until the failure is recorded, so a drain waits for it
-                    await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
-                finally:
-                    self.brake.call_done()
-                if error is exc:
-                    raise
-                raise error from exc
-            limiter.answered(rate_limit_info(response.headers), ok=True)
-            answered = True
-            limiter.refund(prompt_estimate - response.prompt_tokens)
-            cost = self._cost(request, response)
-            await self.emit(
-                CallFinished(topic, stage, attempt, response, started, self.clock(), cost)
-            )
-            return response
-        finally:
-            if not answered:
-                limiter.release_probe()
-
-    def _cost(self, request: ChatRequest, response: ChatResponse) -> float | None:
-        """What an answer cost in USD, None when unpriced. Priced as the model asked for:
-        providers answer with dated snapshot names."""
-        if self.prices is None:
-            return None
-        return self.prices.cost(
-            request.model,
-            prompt_tokens=response.prompt_tokens,
-            completion_tokens=response.completion_tokens,
-            cached_tokens=response.cached_tokens,
-        )
-
-    def _capped(self, seconds: float | None, *, default: float) -> float:
-        """A provider's retry-after, capped at ``retry.backoff_max`` (some gateways ask for
-        an hour; better to try again and let the retry pass take over)."""
-        return min(default if seconds is None else seconds, self.retry.backoff_max)
-
-    async def _stage_failed(
-        self, topic: Topic, stage: str, error: Exception, attempts: int, started: float
-    ) -> NoReturn:
-        await self.emit(StageErrored(topic, stage, error, attempts, started, self.clock()))
-        log.info("stage.failed", topic=topic.slug, stage=stage, error=str(error))
-        raise StageFailed(stage, attempts, error) from error

@@ -10,22 +10,12 @@ https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
 from tenacity import RetryCallState, wait_random_exponential
 
 from .._errors import CallError
+from ..config._models import RetryPolicy
 
 QUOTA_CODE = "insufficient_quota"
-
-
-class RetryPolicy(BaseModel):
-    """``retry:`` in the chain file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    attempts: int = Field(6, ge=1, description="tries per call, the first included")
-    backoff_base: float = Field(0.5, gt=0, description="first backoff ceiling, seconds")
-    backoff_max: float = Field(30.0, gt=0, description="longest backoff, seconds")
 
 
 def is_quota_error(error: BaseException) -> bool:

@@ -17,17 +17,15 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from .._errors import ConfigError
 from .._files import atomic_write_text, create_run_dir
 from ..engine._events import Observer
 from ..provider._client import ChatClient
 from ..session._setup import RunSetup, prepare
+from ._bench_model import BenchCell, BenchReport
 from ._bench_report import render_csv, render_markdown, render_svg
 from ._schedule import rounds, uniform_time
 
-SCHEMA_VERSION = 1
 DEFAULT_SIZES = (10, 50, 100)
 DEFAULT_CONCURRENCY = (1, 5, 10, 25)
 DEFAULT_LATENCY = 10.0
@@ -42,49 +40,6 @@ DEFAULT_TARGET_S = 120.0
 # in simulated seconds, which the scale does not change.
 FLOOR_BASE_S = 0.12
 FLOOR_PER_CHAIN_S = 0.06
-
-
-class BenchCell(BaseModel):
-    """One (batch size, concurrency) run. Times are in simulated seconds unless ``_real``."""
-
-    topics: int
-    concurrency: int
-    measured_s: float
-    theoretical_s: float
-    deviation_pct: float = Field(description="(measured / theoretical - 1) × 100")
-    chain_time_s: float = Field(description="the chain time the theory used")
-    real_s: float = Field(description="the cell's wall time in real seconds")
-    time_scale: float = Field(description="this run's real seconds per simulated second")
-    calls: int
-    failed: int
-    run_json: str = Field(description="the cell's run.json, relative to the bench folder")
-
-
-class BenchReport(BaseModel):
-    """Everything ``orchestrate bench`` measured, as written to ``bench.json``."""
-
-    schema_version: int = SCHEMA_VERSION
-    bench_id: str
-    created_at: datetime
-    provider: str
-    endpoint: str
-    planned: int = Field(description="runs in the sweep; fewer cells: it was interrupted")
-    chain_file: str
-    stages: list[str]
-    sizes: list[int]
-    concurrency: list[int]
-    latency_s: float | None = Field(description="simulated seconds per call; null: real")
-    jitter_s: float | None
-    time_scale: float | None = Field(
-        description="real seconds per simulated second, when one was given for every run"
-    )
-    scaling: str = Field(description="how simulated time was mapped to real time")
-    theory: str
-    cells: list[BenchCell] = Field(default_factory=list)
-
-    @property
-    def worst_deviation_pct(self) -> float | None:
-        return max((abs(c.deviation_pct) for c in self.cells), default=None)
 
 
 CellDone = Callable[[BenchCell, BenchReport], Awaitable[None] | None]

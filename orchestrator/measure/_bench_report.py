@@ -13,7 +13,7 @@ from rich.table import Table
 from ._plot import Series, line_chart_svg
 
 if TYPE_CHECKING:
-    from ._bench import BenchCell, BenchReport
+    from ._bench_model import BenchCell, BenchReport
 
 CSV_FIELDS = (
     "topics",

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..report._console import shorten
+from ..report._format import shorten
 
 if TYPE_CHECKING:
-    from ._compare import CompareReport, ModeResult
+    from ._compare_model import CompareReport, ModeResult
 
 
 def _s(value: float | None) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 
 from ..trace._waterfall import Bar, Waterfall
-from ._manifest import RunManifest, TopicRecord
+from ._run_json import RunManifest, TopicRecord
 
 MAX_BARS = 2000
 SLOWEST = 20

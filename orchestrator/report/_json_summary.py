@@ -8,8 +8,8 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..store._resume import RESUMABLE
-from ._console import resume_command
-from ._manifest import RunManifest
+from ._run_json import RunManifest
+from ._summary import resume_command
 
 MAX_FAILURES = 50  # listed in the summary; run.json and failed.yaml hold them all
 

@@ -38,13 +38,13 @@ from ..engine._events import (
 from ._console import (
     ProgressPrinter,
     Tally,
-    duration,
     failure_line,
     final_line,
     header_lines,
     retry_line,
     topic_line,
 )
+from ._format import duration
 
 log = structlog.get_logger()
 

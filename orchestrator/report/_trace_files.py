@@ -14,7 +14,8 @@ from ..engine._events import Event, RunFinished
 from ..trace._chrome_trace import write_trace
 from ..trace._spans import SpanRecorder, SpanSink
 from ..trace._waterfall import Waterfall
-from ._manifest import ManifestObserver, RunManifest
+from ._manifest import ManifestObserver
+from ._run_json import RunManifest
 
 log = structlog.get_logger()
 

@@ -10,20 +10,20 @@ drawn as the simulator draws it, so that a wave's slowest chain counts as it doe
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config._sim_settings import SimSettings
 from ..config._topics import Topic
 from ..engine._budget import reservations
-from ..provider._limits import HEADROOM, Limit
+from ..provider._limits import Limit
 from ..provider._tokens import CHARS_PER_TOKEN, estimate_message_tokens, estimate_tokens
 from ..provider.sim._server import request_seed
 from ..provider.sim._text import generate
+from ._schedule_sim import Call, one_schedule
 from ._setup import RunSetup, prepare
 
 # A real endpoint's answers: what a typical answer fills of max_tokens (or its length when
@@ -93,16 +93,6 @@ class Estimate:
         return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One stage's call, on average over the topics."""
-
-    prompt_tokens: float
-    completion_tokens: float
-    latency_s: float  # from sending to the answer, the loop's own time included
-    cpu_s: float  # the event loop's time for it, which no other call can use
-
-
 def estimate(setup: RunSetup) -> Estimate:
     """Estimate the run ``setup`` describes; no call is made, nothing is written."""
     plan, sim = setup.plan, setup.sim_settings
@@ -150,7 +140,7 @@ def _sample(topics: Sequence[Topic], size: int) -> Sequence[Topic]:
     return topics[::step][:size]
 
 
-def _simulated_calls(setup: RunSetup, sim: SimSettings) -> list[_Call]:
+def _simulated_calls(setup: RunSetup, sim: SimSettings) -> list[Call]:
     """The simulator answers a request with text drawn from a hash of it: its own
     generator, run here on a sample of topics (no server, no HTTP), gives each stage's
     prompt and answer lengths and latencies as a run would meet them."""
@@ -184,10 +174,10 @@ def _simulated_calls(setup: RunSetup, sim: SimSettings) -> list[_Call]:
             totals[2] += sim.real_seconds(latency) + CALL_WAIT_S + SIM_CALL_CPU_S
             context[stage.name] = text
     k = max(1, len(sample))
-    return [_Call(p / k, a / k, t / k, SIM_CALL_CPU_S) for p, a, t in sums]
+    return [Call(p / k, a / k, t / k, SIM_CALL_CPU_S) for p, a, t in sums]
 
 
-def _assumed_calls(setup: RunSetup) -> list[_Call]:
+def _assumed_calls(setup: RunSetup) -> list[Call]:
     """A real endpoint's answers are unknown before it is called: assume each fills
     ``ASSUMED_FILL`` of its max_tokens, and stand earlier outputs in with text that long."""
     stages = setup.plan.stages
@@ -206,43 +196,9 @@ def _assumed_calls(setup: RunSetup) -> list[_Call]:
             context[stage.name] = "x" * (CHARS_PER_TOKEN * answers[i])
     k = max(1, len(sample))
     return [
-        _Call(p / k, a, ASSUMED_FIRST_TOKEN_S + a / ASSUMED_TOKENS_PER_S + CALL_CPU_S, CALL_CPU_S)
+        Call(p / k, a, ASSUMED_FIRST_TOKEN_S + a / ASSUMED_TOKENS_PER_S + CALL_CPU_S, CALL_CPU_S)
         for p, a in zip(sums, answers, strict=True)
     ]
-
-
-@dataclass
-class _Bucket:
-    """A per-minute limit as ``_limits`` paces it: ``HEADROOM`` of the rate, spread over
-    ``window`` seconds, waiting for min(cost, capacity) and going into debt beyond."""
-
-    per_minute: float
-    window: float
-    start: float = 1.0  # the share of the capacity held at first (both limiters: half)
-    minimum: float = 0.0  # requests: at least one fits, as aiolimiter's window is widened
-    level: float = field(init=False)
-    rate: float = field(init=False)
-    capacity: float = field(init=False)
-    checked: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.rate = self.per_minute * HEADROOM / 60.0
-        self.capacity = max(self.rate * self.window, self.minimum)
-        self.level = self.capacity * self.start
-
-    def take(self, cost: float, now: float) -> float:
-        """When a call ready at ``now`` costing ``cost`` may go (and take it then)."""
-        now = max(now, self.checked)
-        self.level = min(self.capacity, self.level + (now - self.checked) * self.rate)
-        self.checked = now
-        needed = min(cost, self.capacity)
-        if self.level < needed:
-            wait = (needed - self.level) / self.rate
-            now += wait
-            self.level += wait * self.rate
-            self.checked = now
-        self.level -= cost
-        return now
 
 
 def _limits_of(setup: RunSetup) -> dict[str, Limit]:
@@ -259,7 +215,7 @@ def _limits_of(setup: RunSetup) -> dict[str, Limit]:
     return result
 
 
-def _simulate(setup: RunSetup, calls: Sequence[_Call]) -> tuple[float, str]:
+def _simulate(setup: RunSetup, calls: Sequence[Call]) -> tuple[float, str]:
     """The run's expected wall time, and what sets it."""
     plan = setup.plan
     n, workers = len(plan.topics), setup.workers
@@ -275,8 +231,8 @@ def _simulate(setup: RunSetup, calls: Sequence[_Call]) -> tuple[float, str]:
     for _ in range(repeats):
         # The same draws with and without the limits, to see whether they set the pace.
         seed = rng.random()
-        walls.append(_one_schedule(setup, calls, limits, jitter, seed))
-        unlimited.append(_one_schedule(setup, calls, {}, jitter, seed))
+        walls.append(one_schedule(setup, calls, limits, jitter, seed))
+        unlimited.append(one_schedule(setup, calls, {}, jitter, seed))
     wall, free = sum(walls) / repeats + RUN_OVERHEAD_S, sum(unlimited) / repeats + RUN_OVERHEAD_S
     if wall > free * 1.1:
         paced = [
@@ -289,65 +245,6 @@ def _simulate(setup: RunSetup, calls: Sequence[_Call]) -> tuple[float, str]:
     if workers >= n:
         return wall, "the slowest chain (every chain runs at once)"
     return wall, f"concurrency {setup.width}"
-
-
-def _one_schedule(
-    setup: RunSetup,
-    calls: Sequence[_Call],
-    limits: dict[str, Limit],
-    jitter: float,
-    seed: float,
-) -> float:
-    plan = setup.plan
-    stages = plan.stages
-    n, workers = len(plan.topics), setup.workers
-    window = plan.chain.limit_window
-    draw = random.Random(seed)
-    # One pair of buckets per (endpoint, model), as the limiters are kept; looked up per
-    # stage once, not per call.
-    endpoints = setup.endpoints
-    buckets: dict[tuple[str, str], tuple[_Bucket | None, _Bucket | None]] = {}
-    for stage in stages:
-        key = (endpoints.get(stage.name, ""), stage.model)
-        limit = limits.get(stage.model, Limit())
-        if key not in buckets:
-            buckets[key] = (
-                _Bucket(limit.rpm, window, start=0.5, minimum=1.0) if limit.rpm else None,
-                _Bucket(limit.tpm, window, start=0.5) if limit.tpm else None,
-            )
-    stage_buckets = [buckets[(endpoints.get(s.name, ""), s.model)] for s in stages]
-    # (ready time, sequence, topic, stage index): calls are admitted in the order they
-    # become ready, as the limiters' queues admit them.
-    ready: list[tuple[float, int, int, int]] = []
-    order = 0
-    for topic in range(min(workers, n)):
-        ready.append((0.0, order, topic, 0))
-        order += 1
-    heapq.heapify(ready)
-    next_topic, end, loop_free = min(workers, n), 0.0, 0.0
-    while ready:
-        at, _, topic, i = heapq.heappop(ready)
-        stage = stages[i]
-        requests, tokens = stage_buckets[i]
-        if requests is not None:
-            at = requests.take(1, at)
-        if tokens is not None:
-            at = tokens.take(calls[i].prompt_tokens + (stage.max_tokens or 0), at)
-        call = calls[i]
-        at = max(at, loop_free)  # one event loop does every call's CPU work
-        loop_free = at + call.cpu_s
-        wait = call.latency_s - call.cpu_s
-        if jitter:
-            wait = max(0.0, draw.gauss(wait, jitter))
-        done = at + call.cpu_s + wait
-        end = max(end, done)
-        if i + 1 < len(stages):
-            heapq.heappush(ready, (done, order, topic, i + 1))
-        elif next_topic < n:  # the worker takes the next chain
-            heapq.heappush(ready, (done, order, next_topic, 0))
-            next_topic += 1
-        order += 1
-    return end
 
 
 def _max_cost(setup: RunSetup) -> float | None:

@@ -25,8 +25,9 @@ from ..provider._endpoints import Endpoint
 from ..provider._limits import Limiters
 from ..report._failed import FailedTopicsWriter
 from ..report._html import render_report
-from ..report._manifest import ManifestObserver, RunManifest
+from ..report._manifest import ManifestObserver
 from ..report._outputs import OutputWriter
+from ..report._run_json import RunManifest
 from ..report._trace_files import EVENTS_FILE, TraceFiles, TraceOptions
 from ..store._resume import ResumeState
 from ..store._reuse import StoreRecall

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ..engine._events import ChainFinished, Event, RunFinished, StageFinished
 from ..report._manifest import ManifestObserver
-from ..store._store import StageResult, Store
+from ..store._records import StageResult
+from ..store._store import Store
 
 
 class StoreObserver:

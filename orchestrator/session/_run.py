@@ -21,10 +21,11 @@ from .._files import create_run_dir, point_latest
 from ..engine._control import RunControl
 from ..engine._events import Observer
 from ..provider._client import ChatClient
-from ..report._manifest import RunManifest, TraceExport, write_manifest
+from ..report._run_json import RunManifest, TraceExport, write_manifest
 from ..report._trace_files import TraceOptions
+from ..store._records import RunRecord
 from ..store._resume import ResumeState, find_resumable, load_state, plan_hash, session_settings
-from ..store._store import RunRecord, Store
+from ..store._store import Store
 from ..trace._otel import OtlpExport, otlp_export
 from ._progress import with_progress
 from ._setup import RunSetup, prepare

@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._errors import ConfigError
-from ..report._console import resume_command_in
-from ..report._manifest import Totals
+from ..report._run_json import Totals
+from ..report._summary import resume_command_in
+from ..store._records import RunRecord
 from ..store._resume import RESUMABLE, ResumeState, still_running
-from ..store._store import RunRecord, Store
+from ..store._store import Store
 from ._run import STORE_FILE
 
 RUN_FILE = "run.json"

@@ -33,7 +33,7 @@ from ..provider._endpoints import (
 )
 from ..provider._headers import rate_limit_info
 from ..provider._limits import Limit, Limiters
-from ..report._manifest import RunManifest
+from ..report._run_json import RunManifest
 from ..report._trace_files import TraceOptions
 from ..store._resume import ResumeState
 from ..store._store import Store

@@ -19,7 +19,8 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..plan._plan import Plan
-from ._store import RunRecord, StageResult, Store
+from ._records import RunRecord, StageResult
+from ._store import Store
 
 RESUMABLE = ("running", "interrupted", "stopped", "failed")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..provider._client import ChatRequest
-from ._store import StageResult
+from ._records import StageResult
 
 
 def fingerprint(endpoint: str, request: ChatRequest) -> str:

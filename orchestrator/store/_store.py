@@ -6,7 +6,7 @@ again from ``results`` without a call. ``stages`` keeps each run's own copy of i
 so a later ``--fresh`` run that replaces ``results[fingerprint]`` never changes what an
 earlier run restores.
 
-Writes go through one writer thread that commits them in groups (see ``_store_writer``); an
+Writes go through one writer thread that commits them in groups (see ``_writer``); an
 ``await save_stage(...)`` returns once its transaction has committed. Reads are primary-key
 lookups on the caller's thread, through a second connection: in WAL mode readers and the
 writer do not block each other.
@@ -34,21 +34,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
-import socket
 import sqlite3
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from .._errors import StoreError
+from ._records import (
+    RunRecord,
+    StageResult,
+    now_stamp,
+    run_record,
+    run_status,
+    stamp,
+    to_json,
+)
 from ._writer import HINT_WRITABLE, Item, Statement, Writer, connect, store_error
 
 SCHEMA_VERSION = 1
-RUN_STATUSES = ("running", "finished", "stopped", "interrupted", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(
@@ -83,74 +87,6 @@ _PUT_TOPIC = "INSERT OR REPLACE INTO topics(run_id, topic, status, record) VALUE
 _PUT_RUN = f"INSERT OR REPLACE INTO runs({_RUN}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _TOUCH_RUN = "UPDATE runs SET updated_at = ? WHERE run_id = ?"
 _SET_STATUS = "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?"
-
-
-@dataclass(frozen=True, slots=True)
-class StageResult:
-    """The answer a finished stage got: what reuse serves again."""
-
-    fingerprint: str  # hex sha256 of the request (computed by the caller)
-    model: str  # the model that answered
-    output: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int  # prompt tokens the provider served from its prompt cache
-    cost: float | None  # USD; None when the model's price is unknown
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One row of ``runs``. ``updated_at`` is bumped by every commit touching the run."""
-
-    run_id: str
-    topics_file: str  # absolute path
-    plan_hash: str  # caller's hash of topics + chain; resume refuses a mismatch
-    run_dir: str
-    status: str  # running | finished | stopped | interrupted | failed
-    started_at: datetime  # aware, UTC
-    updated_at: datetime  # last commit touching this run (heartbeat); crash detection
-    pid: int
-    host: str
-    settings: dict[str, Any]  # the run's flags (concurrency, provider, ...)
-
-    @property
-    def alive(self) -> bool:
-        """Running, and its process still exists on this host."""
-        return self.status == "running" and self.host == socket.gethostname() and _alive(self.pid)
-
-    @property
-    def crashed(self) -> bool:
-        """Marked running, but its process is gone (killed, power cut, another host's)."""
-        return self.status == "running" and not self.alive
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # os.kill(0, ...) would signal our own process group
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:  # exists, owned by another user
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _stamp(moment: datetime) -> str:
-    """ISO 8601 UTC with fixed microseconds, so the strings sort as the times do."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware (UTC) datetime")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _run_status(status: str) -> str:
-    if status not in RUN_STATUSES:
-        raise ValueError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
-    return status
 
 
 class Store:
@@ -227,14 +163,14 @@ class Store:
         """Insert (or replace) a run; blocks until committed. Call before the run's work."""
         r = record
         row = (
-            r.run_id, r.topics_file, r.plan_hash, r.run_dir, _run_status(r.status),
-            _stamp(r.started_at), _stamp(r.updated_at), r.pid, r.host, _json(r.settings),
+            r.run_id, r.topics_file, r.plan_hash, r.run_dir, run_status(r.status),
+            stamp(r.started_at), stamp(r.updated_at), r.pid, r.host, to_json(r.settings),
         )  # fmt: skip
         self._wait(((_PUT_RUN, row),))
 
     async def set_status(self, run_id: str, status: str) -> None:
         """Set a run's status (a no-op for an unknown run); returns once committed."""
-        await self._queue(((_SET_STATUS, (_run_status(status), _now(), run_id)),))
+        await self._queue(((_SET_STATUS, (run_status(status), now_stamp(), run_id)),))
 
     async def save_stage(
         self,
@@ -251,10 +187,10 @@ class Store:
         ``reused``: the answer was served from ``results``; only the run's own stage row is
         written, so the stored answer (and its cost) stays as the call that made it saved it.
         """
-        now, r = _now(), result
+        now, r = now_stamp(), result
         usage = (r.model, r.output, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost)
         statements: tuple[Statement, ...] = (
-            (_PUT_STAGE, (run_id, topic, stage, r.fingerprint, *usage, _json(record))),
+            (_PUT_STAGE, (run_id, topic, stage, r.fingerprint, *usage, to_json(record))),
             (_TOUCH_RUN, (now, run_id)),
         )
         if not reused:
@@ -267,8 +203,8 @@ class Store:
         """Save a topic's status and record; returns once committed."""
         await self._queue(
             (
-                (_PUT_TOPIC, (run_id, topic, status, _json(record))),
-                (_TOUCH_RUN, (_now(), run_id)),
+                (_PUT_TOPIC, (run_id, topic, status, to_json(record))),
+                (_TOUCH_RUN, (now_stamp(), run_id)),
             )
         )
 
@@ -324,14 +260,14 @@ class Store:
     def get_run(self, run_id: str) -> RunRecord | None:
         """The run's row, if there is one."""
         rows = self._read(f"SELECT {_RUN} FROM runs WHERE run_id = ?", (run_id,))
-        return _run_record(rows[0]) if rows else None
+        return run_record(rows[0]) if rows else None
 
     def runs(self, *, topics_file: str | None = None) -> list[RunRecord]:
         """Runs, newest first; only those of ``topics_file`` when given."""
         where, params = ("WHERE topics_file = ?", (topics_file,)) if topics_file else ("", ())
         order = "ORDER BY started_at DESC, run_id DESC"
         return [
-            _run_record(r) for r in self._read(f"SELECT {_RUN} FROM runs {where} {order}", params)
+            run_record(r) for r in self._read(f"SELECT {_RUN} FROM runs {where} {order}", params)
         ]
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -414,16 +350,3 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _json(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False)
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, topics_file, plan_hash, run_dir, status, started, updated, pid, host, settings = row
-    return RunRecord(
-        run_id, topics_file, plan_hash, run_dir, status,
-        datetime.fromisoformat(started), datetime.fromisoformat(updated), pid, host,
-        json.loads(settings),
-    )  # fmt: skip

@@ -12,7 +12,7 @@ from rich.console import Console
 import orchestrator
 from orchestrator import Event, RunManifest, StageFinished
 from orchestrator.engine._isolate import Faults, Isolated
-from orchestrator.report._console import print_summary
+from orchestrator.report._summary import print_summary
 from orchestrator.session._setup import prepare
 from orchestrator.store._store import Store
 

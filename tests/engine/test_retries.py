@@ -20,7 +20,7 @@ from orchestrator import (
     Waited,
     load_plan,
 )
-from orchestrator.engine._retry import RetryPolicy
+from orchestrator.config._models import RetryPolicy
 from orchestrator.plan._plan import Plan
 from orchestrator.provider._limits import Limit, Limiters
 

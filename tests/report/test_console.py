@@ -30,8 +30,10 @@ from orchestrator import (
 )
 from orchestrator._errors import CallError
 from orchestrator.provider._client import ChatResponse
-from orchestrator.report._console import ProgressPrinter, duration, print_summary, shorten
-from orchestrator.report._manifest import TopicRecord
+from orchestrator.report._console import ProgressPrinter
+from orchestrator.report._format import duration, shorten
+from orchestrator.report._run_json import TopicRecord
+from orchestrator.report._summary import print_summary
 
 
 def manifest(topics: list[TopicRecord]) -> RunManifest:

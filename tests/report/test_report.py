@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from orchestrator.report._html import MAX_BARS, SLOWEST, render_report
-from orchestrator.report._manifest import RunManifest, StageRecord, TopicRecord
+from orchestrator.report._run_json import RunManifest, StageRecord, TopicRecord
 from orchestrator.trace._spans import Marker
 from orchestrator.trace._verdict import Parallelism, assess
 from orchestrator.trace._waterfall import Bar, Waterfall

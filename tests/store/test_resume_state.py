@@ -7,8 +7,8 @@ import os
 import socket
 from datetime import UTC, datetime
 
+from orchestrator.store._records import RunRecord
 from orchestrator.store._resume import process_token, still_running
-from orchestrator.store._store import RunRecord
 
 
 def record(**settings: object) -> RunRecord:

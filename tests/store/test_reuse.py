@@ -30,8 +30,9 @@ from orchestrator.plan._plan import Plan
 from orchestrator.provider._limits import Limiters
 from orchestrator.report._manifest import ManifestObserver
 from orchestrator.session._persist import StoreObserver
+from orchestrator.store._records import RunRecord, StageResult
 from orchestrator.store._reuse import Recall, StoreRecall, fingerprint
-from orchestrator.store._store import RunRecord, StageResult, Store
+from orchestrator.store._store import Store
 
 from ..conftest import write
 from ..fakes import FakeClient, Recorder

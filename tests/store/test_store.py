@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from orchestrator._errors import StoreError
-from orchestrator.store._store import RunRecord, StageResult, Store
+from orchestrator.store._records import RunRecord, StageResult
+from orchestrator.store._store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -259,7 +260,8 @@ def test_a_save_survives_sigkill_right_after_it_returned(db: Path) -> None:
         f"""
         import asyncio, os, signal, sys
         from pathlib import Path
-        from orchestrator.store._store import Store, StageResult
+        from orchestrator.store._records import StageResult
+        from orchestrator.store._store import Store
 
         async def main():
             store = Store.open(Path({str(db)!r}))
