@@ -118,49 +118,40 @@ class Calls:
         Only the client call decides the attempt's fate: whatever it raises becomes a
         CallError, while an observer's failure passes through untouched and stops the run.
         """
-        answered = False
+        waiting = self.clock()
+        # While the limits are being learned, a wait is the slow start, not a limit.
+        kind = "learning" if limiter.learning else "limiter"
+        await self.brake.acquire(limiter, reserved)  # halted: CallNotSent; drained: parks
+        started = self.clock()
+        if started - waiting > 0.001:
+            await self.emit(Waited(topic, stage, kind, waiting, started))
+        await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
+        self.brake.call_started()
         try:
-            waiting = self.clock()
-            await self.brake.acquire(limiter, reserved)  # halted: CallNotSent; drained: parks
-            started = self.clock()
-            if started - waiting > 0.001:
-                await self.emit(Waited(topic, stage, "limiter", waiting, started))
-            await self.emit(CallStarted(topic, stage, attempt, request.model, started, request))
-            self.brake.call_started()
-            try:
-                response = await client.complete(request)
-            except Exception as exc:
-                error = (
-                    exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
-                )
-                info = rate_limit_info(error.headers)
-                limiter.answered(info, ok=False)
-                answered = True
-                if is_quota_error(error):
-                    limiter.refund(reserved)
-                    self.brake.halt(QUOTA_MESSAGE)
-                elif error.status == 429:
-                    limiter.refund(reserved)  # refused: the provider counted nothing
-                    # Everyone calling this model waits, not only this call.
-                    limiter.pause(self._capped(error.retry_after, default=1.0))
-                try:  # in flight until the failure is recorded, so a drain waits for it
-                    await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
-                finally:
-                    self.brake.call_done()
-                if error is exc:
-                    raise
-                raise error from exc
-            limiter.answered(rate_limit_info(response.headers), ok=True)
-            answered = True
-            limiter.refund(prompt_estimate - response.prompt_tokens)
-            cost = self.cost(request, response)
-            await self.emit(
-                CallFinished(topic, stage, attempt, response, started, self.clock(), cost)
-            )
-            return response
-        finally:
-            if not answered:
-                limiter.release_probe()
+            response = await client.complete(request)
+        except Exception as exc:
+            error = exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
+            info = rate_limit_info(error.headers)
+            limiter.answered(info, ok=False)
+            if is_quota_error(error):
+                limiter.refund(reserved)
+                self.brake.halt(QUOTA_MESSAGE)
+            elif error.status == 429:
+                limiter.refund(reserved)  # refused: the provider counted nothing
+                # Everyone calling this model waits, not only this call.
+                limiter.pause(self._capped(error.retry_after, default=1.0))
+            try:  # in flight until the failure is recorded, so a drain waits for it
+                await self.emit(CallFailed(topic, stage, attempt, error, started, self.clock()))
+            finally:
+                self.brake.call_done()
+            if error is exc:
+                raise
+            raise error from exc
+        limiter.answered(rate_limit_info(response.headers), ok=True)
+        limiter.refund(prompt_estimate - response.prompt_tokens)
+        cost = self.cost(request, response)
+        await self.emit(CallFinished(topic, stage, attempt, response, started, self.clock(), cost))
+        return response
 
     def cost(self, request: ChatRequest, response: ChatResponse) -> float | None:
         """What an answer cost in USD, None when unpriced. Priced as the model asked for:

@@ -13,6 +13,8 @@ aiolimiter does, so tests drive it with a virtual-time loop instead of real slee
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,6 +39,26 @@ class Limit:
 # hair early at the provider, as 429s (measured: 1.3% of calls at 100%; see
 # benchmarks/rate_limits.py). 3% of throughput is the cheaper price.
 HEADROOM = 0.97
+
+
+# Learning's slow start (see ModelLimiter): measured in benchmarks/rate_limits.py and
+# benchmarks/learning.py. The first LEARN_BURST calls go at once — the usual -c fits, so an
+# unlimited server costs nothing; then LEARN_RATE per second (1,200 RPM, which a 429-free
+# start against a 1,200 RPM server needs), doubling every LEARN_DOUBLING seconds so that a
+# slow first answer from a server without limits does not hold a wide first wave back.
+LEARN_BURST = 10
+LEARN_RATE = 20.0
+LEARN_DOUBLING = 0.5
+
+
+def learning_offset(n: int) -> float:
+    """Seconds after the first call that call ``n`` (from 0) of the slow start may go:
+    the inverse of ``LEARN_BURST + LEARN_RATE * D / ln 2 * (2 ** (t / D) - 1)`` calls sent
+    by time ``t``."""
+    if n < LEARN_BURST:
+        return 0.0
+    grown = (n + 1 - LEARN_BURST) * math.log(2) / (LEARN_RATE * LEARN_DOUBLING)
+    return LEARN_DOUBLING * math.log2(1 + grown)
 
 
 def _now() -> float:
@@ -115,10 +137,13 @@ class ModelLimiter:
     """Requests and tokens for one (endpoint, model), shared by every call to it.
 
     ``limit`` is what the user configured. With none configured (and ``learn`` — False when
-    the limits are known to be none), the limiter *learns*: one call at a time until the
-    first answer, then the limits its headers state (or no limit, if it states none). With
-    limits configured, it adopts the provider's own limit when that is lower, and a 429
-    pauses every call to this model, not only the one that got it.
+    the limits are known to be none), the limiter *learns*: until the first answer, calls go
+    out on a slow start (``LEARN_BURST`` at once, then ``LEARN_RATE`` per second, doubling
+    every ``LEARN_DOUBLING`` seconds), then at the limits the answer's headers state, or
+    unpaced if it states none. A fast answer ends the ramp before it paces anything; a slow
+    one lets it open up; a 429 states the limits at once (and pauses the model). With
+    limits configured, it follows the provider's own when they are lower, and a 429 pauses
+    every call to this model, not only the one that got it.
     """
 
     def __init__(self, limit: Limit, *, window: float = 1.0, learn: bool = True) -> None:
@@ -132,11 +157,12 @@ class ModelLimiter:
         self._tokens = TokenBucket(limit.tpm, window=window, start=0.5) if limit.tpm else None
         self._paused_until = 0.0
         self._started = False
-        # Learning: until the first answer, one call at a time.
+        self._drained = False  # the limits were stated by a refusal: start from empty
+        # Learning: until the first answer, the slow start of ``_learning_slot``.
         learning = learn and limit.rpm is None and limit.tpm is None
         self._first_answer: asyncio.Event | None = asyncio.Event() if learning else None
-        self._probing = False
-        self._probe_over = asyncio.Event()  # set when the current probe answered or gave up
+        self._learn_started: float | None = None
+        self._learn_sent = 0
 
     @property
     def learning(self) -> bool:
@@ -156,12 +182,8 @@ class ModelLimiter:
 
     async def acquire(self, tokens: int) -> None:
         """Wait for room for one request of ``tokens`` (estimated prompt + max_tokens)."""
-        while self.learning:
-            if not self._probing:
-                self._probing = True
-                self._probe_over = asyncio.Event()
-                break
-            await self._probe_over.wait()  # then: learned, or the next caller probes
+        if self.learning:
+            await self._learning_slot()
         await self._wait_out_pause()
         while self._requests is not None:
             requests = self._requests
@@ -170,7 +192,10 @@ class ModelLimiter:
                 # client shares it), and a first burst over fresh connections reaches it
                 # bunched up (measured: every remaining 429 of a configured run came there).
                 self._started = True
-                await requests.acquire(requests.max_rate / 2)
+                # After a refusal the provider's bucket is empty: start from empty too.
+                await requests.acquire(
+                    requests.max_rate if self._drained else requests.max_rate / 2
+                )
             await requests.acquire()
             if requests is self._requests:
                 break
@@ -179,6 +204,19 @@ class ModelLimiter:
             await self._tokens.acquire(tokens)
         # A 429 may have paused the model while we were queued inside a limiter.
         await self._wait_out_pause()
+
+    async def _learning_slot(self) -> None:
+        """Wait for this call's turn on the slow start, or for the first answer."""
+        assert self._first_answer is not None
+        now = _now()
+        if self._learn_started is None:
+            self._learn_started = now
+        due = self._learn_started + learning_offset(self._learn_sent)
+        self._learn_sent += 1
+        if due > now:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due - now):
+                    await self._first_answer.wait()
 
     async def _wait_out_pause(self) -> None:
         # A loop, not an Event: another 429 may push the pause further while we sleep.
@@ -205,7 +243,7 @@ class ModelLimiter:
 
         While learning, the first answer with rate-limit headers sets the limits; a
         successful answer without any means there are none. A failure without headers (a
-        dropped connection, a bare 500) says nothing: the next call probes again.
+        dropped connection, a bare 500) says nothing: the slow start goes on.
 
         This is on the call path, so it never raises: whatever a server sends, the call's
         own outcome stands and the run goes on (a fault here is logged, and the limits
@@ -213,7 +251,7 @@ class ModelLimiter:
         """
         try:
             if info is not None and info.has_limits:
-                self._adopt(info)
+                self._adopt(info, refused=not ok)
                 if info.limit_requests and info.remaining_requests == 0 and info.reset_requests:
                     # Time until one more request, at the rate the provider replenishes them.
                     spent = max(1, info.limit_requests - info.remaining_requests)
@@ -224,17 +262,8 @@ class ModelLimiter:
             return
         if ok or (info is not None and info.has_limits):
             self._first_answer.set()
-        self._probing = False
-        self._probe_over.set()
 
-    def release_probe(self) -> None:
-        """The probing call ended without an answer (cancelled, or failed before sending):
-        let the next caller probe."""
-        if self.learning:
-            self._probing = False
-            self._probe_over.set()
-
-    def _adopt(self, info: RateLimitInfo) -> None:
+    def _adopt(self, info: RateLimitInfo, *, refused: bool = False) -> None:
         """Follow the provider's stated limits, up and down (a tier upgrade, a key shared
         with another client), never above what the user configured. Only positive, finite
         limits get here (``rate_limit_info`` drops the rest)."""
@@ -249,9 +278,10 @@ class ModelLimiter:
         if rpm is not None and rpm != self.limit.rpm:
             self._requests = _request_limiter(rpm, self.window)
             self._started = False  # the new pace starts with half a burst, not a full one
+            self._drained = refused
         if tpm is not None and tpm != self.limit.tpm:
             if self._tokens is None:
-                self._tokens = TokenBucket(tpm, window=self.window, start=0.5)
+                self._tokens = TokenBucket(tpm, window=self.window, start=0.0 if refused else 0.5)
             else:
                 self._tokens.set_limit(tpm, window=self.window)
         self.limit = Limit(rpm, tpm)

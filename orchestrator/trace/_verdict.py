@@ -101,6 +101,8 @@ def assess(
         backoff_share=share(backoff_wait),
         gap_share=share(max(0.0, chain_time - call_time - waits)),
         refused=refused,
+        longest=_outlier(calls),
+        wall=wall,
     )
     numbers.paced_by = pace
     if effective < STAIRCASE_BELOW:
@@ -115,6 +117,16 @@ def assess(
     return numbers
 
 
+def _outlier(calls: list[tuple[float, float]]) -> float:
+    """The longest call, when it stands out (4× the typical call or more), else 0."""
+    durations = sorted(end - start for start, end in calls)
+    longest, typical = (
+        durations[-1],
+        durations[len(durations) // 2 - 1 if len(durations) > 1 else 0],
+    )
+    return longest if len(durations) == 1 or longest >= 4 * typical else 0.0
+
+
 def _pace(
     *,
     allowed: int,
@@ -123,6 +135,8 @@ def _pace(
     backoff_share: float,
     gap_share: float,
     refused: int = 0,
+    longest: float = 0.0,
+    wall: float = 0.0,
 ) -> tuple[Pace, str]:
     """What held the run back, and what to change."""
     if allowed <= 1:
@@ -147,6 +161,12 @@ def _pace(
         return "backoff", (
             f"retries set the pace: {backoff_share:.0%} of chain time in backoff after "
             "errors; see the failures, and lower -c if they are 429s"
+        )
+    if peak <= 1 and wall > 0 and longest >= 0.5 * wall:  # a hang, not a blocked loop
+        return "tail", (
+            f"one call took {longest:.1f}s of the {wall:.1f}s wall time — a slow or hung "
+            "answer — and nothing else was left to run beside it; a shorter timeout would "
+            "fail it sooner and let the retry pass take over"
         )
     if peak <= 1:
         return "one by one", (

@@ -12,7 +12,16 @@ from orchestrator.provider._headers import (
     rate_limit_info,
     retry_after,
 )
-from orchestrator.provider._limits import HEADROOM, Limit, Limiters, ModelLimiter, TokenBucket
+from orchestrator.provider._limits import (
+    HEADROOM,
+    LEARN_BURST,
+    LEARN_RATE,
+    Limit,
+    Limiters,
+    ModelLimiter,
+    TokenBucket,
+    learning_offset,
+)
 
 from ..virtual_time import run_virtual
 
@@ -115,7 +124,10 @@ def test_a_429_pause_holds_back_every_caller_of_that_model() -> None:
     assert [t for m, t in starts if m == "other"] == [pytest.approx(0.0, abs=0.01)]
 
 
-def test_unconfigured_model_sends_one_call_then_adopts_the_headers_limits() -> None:
+def test_unconfigured_model_starts_slowly_then_adopts_the_headers_limits() -> None:
+    """Before the first answer, calls go on the slow start (a burst, then a ramp); the
+    first answer's headers then set the pace for the rest."""
+
     async def go() -> tuple[list[float], Limit]:
         limiter = ModelLimiter(Limit(), window=1.0)
         starts: list[float] = []
@@ -124,19 +136,33 @@ def test_unconfigured_model_sends_one_call_then_adopts_the_headers_limits() -> N
             await limiter.acquire(0)
             starts.append(now())
             if i == 0:
-                await asyncio.sleep(0.5)  # the probe call takes 0.5 s to answer
+                await asyncio.sleep(0.5)  # the first call takes 0.5 s to answer
                 limiter.answered(RateLimitInfo(limit_requests=600, limit_tokens=1_000_000), ok=True)
 
-        await asyncio.gather(*(call(i) for i in range(25)))
-        return starts, limiter.limit
+        await asyncio.gather(*(call(i) for i in range(40)))
+        return sorted(starts), limiter.limit
 
     starts, limit = run_virtual(go())
     assert limit == Limit(600, 1_000_000)
-    assert starts[0] == pytest.approx(0.0, abs=0.01)
-    assert starts[1] >= 0.5, "nobody else goes before the first answer"
+    assert starts[LEARN_BURST - 1] == pytest.approx(0.0, abs=0.01), "the burst goes at once"
+    before = [t for t in starts if t < 0.5]
+    expected = LEARN_BURST + sum(learning_offset(n) < 0.5 for n in range(LEARN_BURST, 40))
+    assert len(before) == expected
+    assert all(t == pytest.approx(learning_offset(n), abs=0.01) for n, t in enumerate(before))
     # Then about 10 per second (600 RPM): half a burst, and the others at that pace.
     per_second = 10 * HEADROOM
-    assert starts[-1] == pytest.approx(0.5 + (24 - per_second / 2) / per_second, abs=0.1)
+    after = 40 - len(before)
+    assert starts[-1] == pytest.approx(0.5 + (after - per_second / 2) / per_second, abs=0.15)
+
+
+def test_the_slow_start_opens_up_when_the_first_answer_is_slow() -> None:
+    """64 calls against a server that takes 3 s to answer: all are sent within ~1.5 s, not
+    one at a time (and not 64 at once either)."""
+    offsets = [learning_offset(n) for n in range(64)]
+    assert offsets[:LEARN_BURST] == [0.0] * LEARN_BURST
+    assert offsets == sorted(offsets)
+    assert offsets[-1] < 1.6
+    assert learning_offset(LEARN_BURST) == pytest.approx(1 / LEARN_RATE, rel=0.05)
 
 
 def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answer() -> None:
@@ -155,7 +181,7 @@ def test_unconfigured_model_without_headers_runs_unlimited_after_the_first_answe
         return starts
 
     starts = run_virtual(go())
-    assert max(starts) == pytest.approx(0.2, abs=0.01)
+    assert max(starts) == pytest.approx(0.2, abs=0.01), "the rest go the moment it answers"
 
 
 def test_configured_limit_gives_way_to_a_lower_provider_limit() -> None:
@@ -256,29 +282,31 @@ def test_a_429_pause_also_holds_callers_already_queued_in_the_limiter() -> None:
 
 
 def test_learning_goes_on_after_a_failure_without_headers() -> None:
-    """A dropped first call says nothing about limits: the next call probes again."""
+    """A dropped first call says nothing about limits: the slow start goes on."""
 
     async def go() -> tuple[bool, bool]:
         limiter = ModelLimiter(Limit(), window=1.0)
         await limiter.acquire(0)
         limiter.answered(None, ok=False)
         still_learning = limiter.learning
-        await limiter.acquire(0)  # the next probe goes through at once
+        await limiter.acquire(0)  # the next call goes through at once (the burst)
         limiter.answered(RateLimitInfo(limit_requests=600), ok=False)  # a 429 with headers
         return still_learning, limiter.learning
 
     assert run_virtual(go()) == (True, False)
 
 
-def test_a_cancelled_probe_lets_the_next_caller_probe() -> None:
-    async def go() -> bool:
-        limiter = ModelLimiter(Limit(), window=1.0)
-        await limiter.acquire(0)  # the probe goes...
-        limiter.release_probe()  # ...and never gets an answer
-        await asyncio.wait_for(limiter.acquire(0), 1.0)  # must not wait forever
-        return limiter.learning
+def test_a_call_that_never_answers_holds_nobody_back() -> None:
+    """The first call hangs: the others still go, on the slow start, never waiting for it."""
 
-    assert run_virtual(go()) is True
+    async def go() -> float:
+        limiter = ModelLimiter(Limit(), window=1.0)
+        await limiter.acquire(0)  # ...and never gets an answer
+        for _ in range(30):
+            await asyncio.wait_for(limiter.acquire(0), 5.0)
+        return now()
+
+    assert run_virtual(go()) < 1.5
 
 
 def test_callers_queued_before_a_lower_limit_is_adopted_follow_the_new_pace() -> None:

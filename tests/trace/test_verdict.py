@@ -186,6 +186,16 @@ def test_one_call_at_a_time_with_more_allowed_is_one_by_one() -> None:
     assert result.explanation and "peak 1 call at once" in result.explanation
 
 
+def test_a_hung_call_is_never_blamed_on_a_synchronous_client() -> None:
+    """One call that hangs for 60 s while the rest took a second each: a slow or hung
+    answer, said as such."""
+    calls = [(0.0, 60.0), (60.0, 61.0), (61.0, 62.0)]
+    result = verdict(calls, wall=62.0, allowed=4, chains=3, chain_time=62.0)
+    assert result.paced_by == "tail"
+    assert result.explanation and "hung" in result.explanation
+    assert "synchronous" not in result.explanation
+
+
 def test_overlapping_calls_that_still_climb_are_a_tail() -> None:
     calls = [(0.0, 9.0), (0.0, 1.0), (1.0, 2.0)]
     result = verdict(calls, allowed=4, chains=3, chain_time=11.0)
