@@ -10,13 +10,20 @@ The public API is what ``__all__`` lists; everything in ``_``-prefixed modules i
 """
 
 from ._errors import (
+    BadResponse,
     CallError,
     ConfigError,
+    ContentFiltered,
+    CutOff,
+    EmptyResponse,
+    ErrorPage,
+    NotJSONResponse,
     OrchestrateError,
     OutputError,
     RunError,
     StageFailed,
     StoreError,
+    TruncatedResponse,
 )
 from .config._models import RetryPolicy
 from .config._prices import ModelPrice
@@ -56,6 +63,7 @@ from .session._runs import RunListing, RunSummary, list_runs
 from .trace._verdict import Parallelism
 
 __all__ = [
+    "BadResponse",
     "BenchCell",
     "BenchReport",
     "CallError",
@@ -70,11 +78,16 @@ __all__ = [
     "ChatResponse",
     "CompareReport",
     "ConfigError",
+    "ContentFiltered",
+    "CutOff",
+    "EmptyResponse",
     "Engine",
+    "ErrorPage",
     "Estimate",
     "Event",
     "Limit",
     "ModelPrice",
+    "NotJSONResponse",
     "Observer",
     "OpenAIChatClient",
     "OrchestrateError",
@@ -102,6 +115,7 @@ __all__ = [
     "Topic",
     "TopicRestored",
     "TraceExport",
+    "TruncatedResponse",
     "Waited",
     "bench",
     "compare",

@@ -7,7 +7,14 @@ Mistakes of the user are kept apart from failures of a run (as pydantic-ai separ
     ├── ConfigError          a config, topics or agent file is wrong; exit code 2
     └── RunError             something failed while running
         ├── CallError        one model call failed (status code, retryable or not)
-        │   └── CallNotSent  a call not sent because the run was halted (out of quota)
+        │   ├── CallNotSent  a call not sent because the run was halted (out of quota)
+        │   └── BadResponse  the endpoint answered, but not with a usable completion
+        │       ├── NotJSONResponse   a body that is not JSON (or is empty)
+        │       ├── TruncatedResponse a body cut off before its end
+        │       ├── ErrorPage         an HTML (or other non-JSON) error page: a proxy's
+        │       ├── EmptyResponse     no choices, or a message without text
+        │       ├── ContentFiltered   the provider's content filter stopped the answer
+        │       └── CutOff            finish_reason "length", with ``cut_off: error``
         ├── StageFailed      a stage of one topic's chain gave up
         ├── OutputError      a result could not be saved (disk full, no permission)
         └── StoreError       the state store (state.db) cannot be opened or written
@@ -90,6 +97,43 @@ class CallError(RunError):
 
 class CallNotSent(CallError):
     """A call that was never sent because the run was halted; its topic is skipped."""
+
+
+class BadResponse(CallError):
+    """The endpoint answered, but not with a usable chat completion. ``retry_cap`` is the
+    most attempts another try is worth (None: the retry policy's own)."""
+
+    retry_cap: int | None = None
+
+
+class NotJSONResponse(BadResponse):
+    """A body that is not JSON, or an empty one: a gateway or a server having a bad moment."""
+
+
+class TruncatedResponse(BadResponse):
+    """A body that ended before its declared length: the connection broke mid-answer."""
+
+
+class ErrorPage(BadResponse):
+    """An error status with an HTML (or other non-JSON) body: a proxy's or gateway's page,
+    not the provider's own error."""
+
+
+class EmptyResponse(BadResponse):
+    """A completion without choices, or whose message has no text. One more try may help
+    (an overloaded gateway); more seldom do."""
+
+    retry_cap = 2
+
+
+class ContentFiltered(BadResponse):
+    """The provider's content filter stopped the answer (``finish_reason: content_filter``);
+    the same request would be stopped again."""
+
+
+class CutOff(BadResponse):
+    """The answer was cut off at ``max_tokens`` (``finish_reason: length``) and the agent
+    says ``cut_off: error``: raise ``max_tokens``, or ask for a shorter answer."""
 
 
 class StageFailed(RunError):

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import click
 
@@ -189,7 +189,9 @@ def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
         # `int | None` takes int; a bool is an on/off pair; unset flags stay None so the
         # environment and the chain file still apply.
         kinds = [a for a in get_args(field.annotation) if a is not type(None)]
-        kind = kinds[0] if kinds else field.annotation
+        kind: Any = kinds[0] if kinds else field.annotation
+        if get_origin(field.annotation) is Literal:  # a fixed set of words
+            kind = click.Choice(get_args(field.annotation))
         if kind is bool:
             option = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
         else:

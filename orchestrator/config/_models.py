@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -46,6 +46,11 @@ class AgentSettings(_Strict):
     max_tokens: PositiveInt | None = Field(None, description="cap on the answer's tokens")
     system: str | None = Field(None, description="system prompt (a Jinja2 template)")
     prompt: str | None = Field(None, description="user prompt (a Jinja2 template)")
+    cut_off: Literal["warn", "error"] | None = Field(
+        None,
+        description="an answer cut off at max_tokens (finish_reason length): a warning on "
+        "the stage (warn, the default), or a failed call (error)",
+    )
 
 
 class AgentConfig(AgentSettings):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -68,6 +68,20 @@ class SimSettings(BaseModel):
         0, ge=0, le=1, description="probability of waiting hang_seconds before answering"
     )
     hang_seconds: float = Field(600, ge=0, description="real seconds a hanging call waits")
+    bad_response_rate: float = Field(
+        0,
+        ge=0,
+        le=1,
+        description="probability of an answer that is not what it claims (see bad_response)",
+    )
+    bad_response: Literal[
+        "not_json", "truncated", "html_error", "empty_choices", "null_content", "content_filter"
+    ] = Field(
+        "not_json",
+        description="what a bad answer is: a 200 whose body is not JSON, a body cut off "
+        "mid-way, a 502 HTML page from a proxy, no choices, a null message, or "
+        "finish_reason content_filter",
+    )
     insufficient_quota: bool = Field(
         False, description="answer every chat request with 429 insufficient_quota"
     )
@@ -90,10 +104,12 @@ class SimSettings(BaseModel):
             + self.error_rate_503
             + self.drop_rate
             + self.hang_rate
+            + self.bad_response_rate
         )
         if total > 1 + 1e-9:
             raise ValueError(
-                f"error_rate_429 + error_rate_500 + error_rate_503 + drop_rate + hang_rate is "
+                f"error_rate_429 + error_rate_500 + error_rate_503 + drop_rate + hang_rate + "
+                f"bad_response_rate is "
                 f"{total:g}, above 1; they are shares of one draw per request, so lower some"
             )
         return self

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, stop_after_attempt
 
-from .._errors import CallError, StageFailed
+from .._errors import CallError, CutOff, StageFailed
 from ..config._models import RetryPolicy
 from ..config._topics import Topic
 from ..provider._client import ChatClient, ChatRequest, ChatResponse, Route
@@ -24,7 +24,7 @@ from ..provider._tokens import estimate_message_tokens
 from ._brake import Brake
 from ._budget import Pricing
 from ._events import CallFailed, CallFinished, CallStarted, Event, StageErrored, Waited
-from ._retry import BackoffWait, is_quota_error, is_retryable
+from ._retry import BackoffWait, RetryDecision, is_quota_error
 
 log = structlog.get_logger()
 
@@ -57,10 +57,18 @@ class Calls:
         self.prices = prices
 
     async def call(
-        self, topic: Topic, stage: str, request: ChatRequest, route: Route, stage_started: float
+        self,
+        topic: Topic,
+        stage: str,
+        request: ChatRequest,
+        route: Route,
+        stage_started: float,
+        *,
+        cut_off: str = "warn",
     ) -> tuple[ChatResponse, int]:
         """One stage's model call, with rate limits and retries: returns the response and
-        the attempts it took; raises StageFailed when it gives up."""
+        the attempts it took; raises StageFailed when it gives up. ``cut_off="error"``
+        makes an answer cut off at max_tokens a failed (not retried) call."""
         limiter = self.limiters.for_model(route.endpoint, request.model)
         # Providers count the prompt plus max_tokens against TPM when a request arrives.
         prompt_estimate = estimate_message_tokens(request.messages)
@@ -75,7 +83,7 @@ class Calls:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=BackoffWait(self.retry),
-            retry=retry_if_exception(is_retryable),
+            retry=RetryDecision(),
             sleep=backoff,
             reraise=True,
         )
@@ -97,6 +105,7 @@ class Calls:
                         limiter,
                         reserved,
                         prompt_estimate,
+                        cut_off,
                     )
         except CallError as exc:  # anything else (an observer failing) stops the run
             await self.stage_failed(topic, stage, exc, attempts, stage_started)
@@ -112,6 +121,7 @@ class Calls:
         limiter: ModelLimiter,
         reserved: int,
         prompt_estimate: int,
+        cut_off: str = "warn",
     ) -> ChatResponse:
         """Wait for the limiter, send once, and tell the limiter what happened.
 
@@ -129,6 +139,13 @@ class Calls:
         self.brake.call_started()
         try:
             response = await client.complete(request)
+            if cut_off == "error" and response.finish_reason == "length":
+                raise CutOff(
+                    f"the answer was cut off at max_tokens ({request.max_tokens}) and this "
+                    "agent says `cut_off: error`; raise max_tokens or ask for less",
+                    code="length",
+                    headers=response.headers,
+                )
         except Exception as exc:
             error = exc if isinstance(exc, CallError) else CallError(f"{type(exc).__name__}: {exc}")
             info = rate_limit_info(error.headers)

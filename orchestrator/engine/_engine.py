@@ -40,6 +40,12 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+CUT_OFF_WARNING = (
+    "the answer was cut off at max_tokens (finish_reason length); raise max_tokens, or set "
+    "`cut_off: error` in the agent to fail such answers"
+)
+
+
 @dataclass(slots=True)
 class ChainResult:
     """How one topic's chain ended."""
@@ -280,7 +286,7 @@ class Engine:
                 await self._recalled(topic, stage.name, key, recalled, started)
                 return recalled.result.output
         response, attempts = await self.calls.call(
-            topic, stage.name, request, self._route(stage.name), started
+            topic, stage.name, request, self._route(stage.name), started, cut_off=stage.cut_off
         )
         try:  # the call counts as in flight until its stage is saved (see drain)
             cost = self.calls.cost(request, response)
@@ -300,6 +306,7 @@ class Engine:
                     cost=cost,
                     cached_tokens=response.cached_tokens,
                     fingerprint=key,
+                    warning=CUT_OFF_WARNING if response.finish_reason == "length" else None,
                 )
             )
         finally:

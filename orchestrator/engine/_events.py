@@ -122,6 +122,7 @@ class StageFinished:
     fingerprint: str = ""
     source: Literal["call", "reused", "resumed"] = "call"
     record: Mapping[str, Any] | None = None
+    warning: str | None = None  # accepted, but worth a look (an answer cut off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,19 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, CallError) and error.retryable and not is_quota_error(error)
 
 
+class RetryDecision:
+    """tenacity ``retry=``: retry what ``is_retryable`` allows, and a ``BadResponse`` only
+    up to its own ``retry_cap`` (an empty completion is worth one more try, not six)."""
+
+    def __call__(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        if error is None or not is_retryable(error):
+            return False
+        cap = getattr(error, "retry_cap", None)
+        return cap is None or state.attempt_number < cap
+
+
 class BackoffWait:
     """tenacity ``wait=``: the provider's retry-after when it gave one, else full jitter."""
 

@@ -61,6 +61,7 @@ class Stage:
     system: Template | None
     prompt: Template
     endpoint: StageEndpoint | None = None
+    cut_off: str = "warn"  # or "error": see AgentSettings.cut_off
 
     def messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
         """Render this stage's chat messages for one topic."""
@@ -280,6 +281,7 @@ def _resolve_stage(
         max_tokens=pick("max_tokens")[0],
         system=_compile(system, system_doc, system_loc) if system else None,
         prompt=_compile(prompt, prompt_doc, prompt_loc),
+        cut_off=pick("cut_off")[0] or "warn",
     )
 
 

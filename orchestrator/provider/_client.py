@@ -7,6 +7,7 @@ OpenAI-compatible endpoint, and the simulated provider alike.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,14 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from .._errors import CallError
+from .._errors import (
+    CallError,
+    ContentFiltered,
+    EmptyResponse,
+    ErrorPage,
+    NotJSONResponse,
+    TruncatedResponse,
+)
 from ._headers import retry_after
 from ._tokens import estimate_message_tokens, estimate_tokens
 
@@ -119,31 +127,62 @@ class OpenAIChatClient:
             kwargs["max_tokens"] = request.max_tokens
         try:
             raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
-            completion = raw.parse()
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc
         except openai.APITimeoutError as exc:
             raise CallError("the request timed out", retryable=True) from exc
         except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            raise CallError(f"connection failed: {cause}", retryable=True) from exc
+            raise _connection_error(exc) from exc
         except openai.APIError as exc:  # e.g. a response body that is not a completion
             raise CallError(f"invalid response: {exc}", retryable=True) from exc
+        headers = _plain_headers(raw.headers)
+        try:
+            completion = raw.parse()
+        except (ValueError, openai.APIError) as exc:  # json.JSONDecodeError is a ValueError
+            raise NotJSONResponse(
+                f"HTTP {raw.status_code} with a body that is not JSON "
+                f"({_preview(raw.http_response.content)}): the server or a gateway in "
+                "front of it had a bad moment",
+                status=raw.status_code,
+                retryable=True,
+                headers=headers,
+            ) from exc
         if not isinstance(completion, ChatCompletion):
             content_type = raw.headers.get("content-type", "unknown content type")
-            raise CallError(
-                f"the endpoint did not answer with a chat completion ({content_type}); "
-                "is the base URL right (it usually ends in /v1)?",
+            raise ErrorPage(
+                f"the endpoint did not answer with a chat completion ({content_type}"
+                f"{_title(raw.http_response.text)}); is the base URL right (it usually ends "
+                "in /v1)?",
                 status=raw.status_code,
+                headers=headers,
             )
         if not completion.choices or completion.choices[0].message is None:
-            raise CallError("the response has no message", retryable=True)
+            raise EmptyResponse(
+                "the completion has no choices: nothing was answered",
+                status=raw.status_code,
+                retryable=True,
+                headers=headers,
+            )
         choice = completion.choices[0]
+        if choice.finish_reason == "content_filter":
+            raise ContentFiltered(
+                "the provider's content filter stopped the answer (finish_reason "
+                "content_filter); reword the prompt or the topic",
+                status=raw.status_code,
+                code="content_filter",
+                headers=headers,
+            )
         text = choice.message.content
         if text is None:
             refusal = getattr(choice.message, "refusal", None)
-            detail = f" (refusal: {refusal})" if refusal else ""
-            raise CallError(f"the model returned no text{detail}")
+            if refusal:
+                raise CallError(f"the model refused: {_clean(refusal)}", status=raw.status_code)
+            raise EmptyResponse(
+                "the completion's message has no text",
+                status=raw.status_code,
+                retryable=True,
+                headers=headers,
+            )
         usage = completion.usage
         cached_tokens = 0
         if usage is None:  # some compatible servers omit it; estimate rather than report 0
@@ -159,24 +198,35 @@ class OpenAIChatClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             model=completion.model or request.model,
-            headers=_plain_headers(raw.headers),
+            headers=headers,
             usage_estimated=usage is None,
             cached_tokens=cached_tokens,
         )
 
 
 def _status_error(exc: openai.APIStatusError) -> CallError:
-    """Turn an HTTP error into a CallError with the provider's own message."""
+    """Turn an HTTP error into a CallError with the provider's own message; an error page
+    that is not the provider's JSON (a proxy's HTML) into an ErrorPage that says so."""
     body = exc.body
     message = exc.message
+    headers = _plain_headers(exc.response.headers)
+    kind: type[CallError] = CallError
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            message = err["message"]
+            message = _clean(err["message"])
+    else:
+        kind = ErrorPage
+        content_type = headers.get("content-type", "no content type").split(";")[0]
+        server = headers.get("server")
+        by = f" from {_clean(server)[:40]}" if server else ""
+        message = (
+            f"an error page{by} ({content_type}{_title(exc.response.text)}), not the "
+            "provider's own answer: a proxy or gateway in front of it failed"
+        )
     code = exc.code if isinstance(exc.code, str) else None
     label = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
-    headers = _plain_headers(exc.response.headers)
-    return CallError(
+    return kind(
         f"{label}: {message}",
         status=exc.status_code,
         code=code,
@@ -184,6 +234,37 @@ def _status_error(exc: openai.APIStatusError) -> CallError:
         retry_after=retry_after(headers),
         headers=headers,
     )
+
+
+def _connection_error(exc: openai.APIConnectionError) -> CallError:
+    cause = exc.__cause__ or exc
+    if isinstance(cause, httpx2.RemoteProtocolError) and "message body" in str(cause):
+        return TruncatedResponse(
+            f"the answer was cut off mid-body ({cause}): the connection broke",
+            retryable=True,
+        )
+    return CallError(f"connection failed: {cause}", retryable=True)
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+def _title(text: str) -> str:
+    """``: '502 Bad Gateway'`` from an HTML page's title, or nothing."""
+    match = _TITLE.search(text[:4096])
+    return f": {_clean(match.group(1))[:80]!r}" if match else ""
+
+
+def _preview(content: bytes) -> str:
+    if not content.strip():
+        return "an empty body"
+    text = content[:60].decode("utf-8", "replace")
+    return f"it starts {_clean(text)!r}"
+
+
+def _clean(text: str) -> str:
+    """One line with no control characters: what a server sent is shown, never obeyed."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def _plain_headers(headers: httpx2.Headers) -> dict[str, str]:

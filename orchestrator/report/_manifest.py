@@ -127,6 +127,7 @@ class ManifestObserver:
                 record.prompt_tokens = event.prompt_tokens
                 record.completion_tokens = event.completion_tokens
                 record.output = f"stages/{event.topic.slug}/{event.stage}.md"
+                record.warning = event.warning
             case StageErrored():
                 record = self._open_stage.pop((event.topic.index, event.stage))
                 record.status, record.error = "failed", str(event.error)
@@ -264,6 +265,7 @@ class ManifestObserver:
         t.completion_tokens = sum(s.completion_tokens or 0 for s in spent)
         t.total_tokens = t.prompt_tokens + t.completion_tokens
         t.reused = len(stages) - len(spent)
+        t.warnings = sum(s.warning is not None for s in stages)
         for topic_record in m.topics:
             self._sum_topic(topic_record)
         t.cost = _sum_costs(s.cost for s in stages if s.status == "succeeded")

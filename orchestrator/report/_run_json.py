@@ -43,6 +43,9 @@ class StageRecord(BaseModel):
     )
     output: str | None = Field(None, description="the stage's output file, relative to the run")
     error: str | None = None
+    warning: str | None = Field(
+        None, description="accepted, but worth a look: e.g. an answer cut off at max_tokens"
+    )
 
 
 class Waits(BaseModel):
@@ -96,6 +99,7 @@ class Totals(BaseModel):
     completion_tokens: int = 0
     total_tokens: int = 0
     reused: int = Field(0, description="stages served from the store instead of a call")
+    warnings: int = Field(0, description="stages accepted with a warning (see their warning)")
     cost: float | None = Field(
         None, description="USD spent by the run (all sessions); null when a price is unknown"
     )

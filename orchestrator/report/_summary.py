@@ -79,6 +79,16 @@ def print_summary(manifest: RunManifest, *, console: Console | None = None) -> N
         table.add_row("trace", escape(f"report.html · orchestrate trace {shlex.quote(folder)}"))
     if manifest.trace_export is not None:
         table.add_row("export", escape(_export_line(manifest.trace_export)))
+    if t.warnings:
+        cut = [f"{r.slug}/{s.name}" for r in manifest.topics for s in r.stages if s.warning]
+        more = f" and {len(cut) - 3} more" if len(cut) > 3 else ""
+        table.add_row(
+            "[yellow]warnings[/yellow]",
+            escape(
+                f"{t.warnings} stage(s) accepted with a warning ({', '.join(cut[:3])}{more}): "
+                "an answer cut off at max_tokens; see run.json"
+            ),
+        )
     for fault in manifest.disabled_observers or ():
         table.add_row(
             "[yellow]switched off[/yellow]",

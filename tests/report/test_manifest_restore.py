@@ -105,6 +105,7 @@ EARLIER_STAGE: dict[str, Any] = {
     "cached": False,
     "output": "stages/stars/research.md",
     "error": None,
+    "warning": None,
 }
 EARLIER_TOPIC: dict[str, Any] = {
     "index": 0,

@@ -45,6 +45,7 @@ class Fault(enum.Enum):
     ERROR_503 = "error_503"
     DROP = "drop"
     HANG = "hang"
+    BAD = "bad"  # an answer that is not what it claims (SimSettings.bad_response)
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class SimStats:
     dropped: int = 0  # connection closed without a response
     hung: int = 0  # held for hang_seconds before answering (if the client still waits)
     quota: int = 0  # 429 insufficient_quota
+    bad: int = 0  # answered with a bad response (not JSON, truncated, ...)
 
     @property
     def total(self) -> int:
@@ -72,6 +74,7 @@ class SimStats:
             + self.dropped
             + self.hung
             + self.quota
+            + self.bad
         )
 
 
@@ -86,6 +89,7 @@ class FaultDraw:
             (Fault.ERROR_503, settings.error_rate_503),
             (Fault.DROP, settings.drop_rate),
             (Fault.HANG, settings.hang_rate),
+            (Fault.BAD, settings.bad_response_rate),
         )
 
     def draw(self) -> Fault:

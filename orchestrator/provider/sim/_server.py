@@ -37,6 +37,7 @@ from ._faults import (
     shared_quota_message,
 )
 from ._ratelimit import RateLimiter, retry_after_headers
+from ._spoil import spoil
 from ._text import generate
 
 DEFAULT_MAX_TOKENS = 4096
@@ -148,7 +149,7 @@ class SimServer:
         ]
         return web.json_response({"object": "list", "data": data})
 
-    async def _chat_completions(self, request: web.Request) -> web.Response:
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
         except ConnectionResetError:
@@ -197,11 +198,16 @@ class SimServer:
                 headers=verdict.headers | retry_after_headers(verdict.wait),
             )
         fault = self._faults.draw()
-        if fault is not Fault.NONE and fault is not Fault.HANG:
+        if fault not in (Fault.NONE, Fault.HANG, Fault.BAD):
             return self._fault_response(fault, request, model, verdict.headers)
-        return await self._answer(
+        response = await self._answer(
             body, messages, max_tokens, prompt_tokens, verdict.headers, hang=fault is Fault.HANG
         )
+        if fault is Fault.BAD:
+            self.stats.bad += 1
+            self.stats.ok -= 1
+            return await spoil(response, self.settings.bad_response, request)
+        return response
 
     def _fault_response(
         self, fault: Fault, request: web.Request, model: str, headers: dict[str, str]
