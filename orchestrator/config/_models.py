@@ -171,7 +171,9 @@ class ChainConfig(EndpointSettings):
         default_factory=AgentSettings, description="fallbacks for every agent"
     )
     agents_dir: str = Field("../agents", description="agent files, relative to this file")
-    timeout: PositiveFloat = Field(120.0, description="seconds before one call times out")
+    timeout: PositiveFloat = Field(
+        120.0, description="seconds one call may take in all (a total deadline, not per read)"
+    )
     limits: dict[str, ModelLimits] = Field(
         default_factory=dict,
         description="per-model rate limits; models not listed learn theirs from the "

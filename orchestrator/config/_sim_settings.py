@@ -75,12 +75,18 @@ class SimSettings(BaseModel):
         description="probability of an answer that is not what it claims (see bad_response)",
     )
     bad_response: Literal[
-        "not_json", "truncated", "html_error", "empty_choices", "null_content", "content_filter"
+        "not_json",
+        "truncated",
+        "trickle",
+        "html_error",
+        "empty_choices",
+        "null_content",
+        "content_filter",
     ] = Field(
         "not_json",
         description="what a bad answer is: a 200 whose body is not JSON, a body cut off "
-        "mid-way, a 502 HTML page from a proxy, no choices, a null message, or "
-        "finish_reason content_filter",
+        "mid-way, a body that trickles in over hang_seconds, a 502 HTML page from a proxy, "
+        "no choices, a null message, or finish_reason content_filter",
     )
     insufficient_quota: bool = Field(
         False, description="answer every chat request with 429 insufficient_quota"

@@ -7,10 +7,14 @@ OpenAI-compatible endpoint, and the simulated provider alike.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -79,8 +83,11 @@ class OpenAIChatClient:
     job, and two layers of retries would multiply.
     """
 
-    def __init__(self, client: openai.AsyncOpenAI) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, *, timeout: float | None = None) -> None:
         self._client = client
+        # A total deadline per call: httpx's timeout is per read, so a body that trickles
+        # in a byte at a time would never time out.
+        self.timeout = timeout
 
     @classmethod
     def create(
@@ -107,7 +114,7 @@ class OpenAIChatClient:
             kwargs["api_key"] = api_key
         if base_url is not None:
             kwargs["base_url"] = base_url
-        return cls(openai.AsyncOpenAI(**kwargs))
+        return cls(openai.AsyncOpenAI(**kwargs), timeout=timeout)
 
     @property
     def base_url(self) -> str:
@@ -126,13 +133,24 @@ class OpenAIChatClient:
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            async with asyncio.timeout(self.timeout):
+                raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                await raw.http_response.aread()  # the whole body, within the deadline
+        except TimeoutError as exc:
+            raise CallError(
+                f"no complete answer within the {self.timeout:g}s timeout: the server took the "
+                "call but answered too slowly (or never)",
+                code="timeout",
+                retryable=True,
+            ) from exc
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc
         except openai.APITimeoutError as exc:
-            raise CallError("the request timed out", retryable=True) from exc
+            raise CallError(
+                "the request timed out waiting for the server", code="timeout", retryable=True
+            ) from exc
         except openai.APIConnectionError as exc:
-            raise _connection_error(exc) from exc
+            raise _connection_error(exc, self.base_url) from exc
         except openai.APIError as exc:  # e.g. a response body that is not a completion
             raise CallError(f"invalid response: {exc}", retryable=True) from exc
         headers = _plain_headers(raw.headers)
@@ -236,14 +254,42 @@ def _status_error(exc: openai.APIStatusError) -> CallError:
     )
 
 
-def _connection_error(exc: openai.APIConnectionError) -> CallError:
+def _connection_error(exc: openai.APIConnectionError, url: str) -> CallError:
+    """A failure to connect or to read, said in the words of what went wrong."""
     cause = exc.__cause__ or exc
     if isinstance(cause, httpx2.RemoteProtocolError) and "message body" in str(cause):
         return TruncatedResponse(
             f"the answer was cut off mid-body ({cause}): the connection broke",
             retryable=True,
         )
-    return CallError(f"connection failed: {cause}", retryable=True)
+    chain: list[BaseException] = []
+    link: BaseException | None = cause
+    while link is not None and len(chain) < 10:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    host = urlsplit(url).netloc or url
+    for link in chain:
+        if isinstance(link, ConnectionRefusedError):
+            return CallError(
+                f"nothing is listening at {url} (connection refused): is the server running, "
+                "and is the port right?",
+                code="connection_refused",
+                retryable=True,
+            )
+        if isinstance(link, socket.gaierror):
+            return CallError(
+                f"cannot find the host {host!r} ({link.strerror}): check the base URL, or the "
+                "network's DNS",
+                code="dns",
+                retryable=True,
+            )
+        if isinstance(link, ssl.SSLError):
+            return CallError(
+                f"the TLS handshake with {host} failed ({link.reason or link}): does the URL's "
+                "scheme match the server (https to a plain-http server fails so)?",
+                code="tls",
+            )
+    return CallError(f"connection failed: {cause}", code="connection", retryable=True)
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)

@@ -127,7 +127,7 @@ async def test_a_client_that_gives_up_cancels_its_simulated_wait() -> None:
             api_key="k", base_url=server.base_url, concurrency=1, timeout=0.2
         )
         try:
-            with pytest.raises(CallError, match="timed out"):
+            with pytest.raises(CallError, match="timeout"):
                 await client.complete(research_request())
         finally:
             await client.aclose()

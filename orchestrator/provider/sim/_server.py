@@ -206,7 +206,9 @@ class SimServer:
         if fault is Fault.BAD:
             self.stats.bad += 1
             self.stats.ok -= 1
-            return await spoil(response, self.settings.bad_response, request)
+            return await spoil(
+                response, self.settings.bad_response, request, trickle_s=self.settings.hang_seconds
+            )
         return response
 
     def _fault_response(
