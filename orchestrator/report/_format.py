@@ -5,9 +5,21 @@ from __future__ import annotations
 
 
 def shorten(text: str, width: int = 80) -> str:
-    """One line of at most ``width`` characters: a 2 MB topic must not flood the terminal."""
-    line = " ".join(text.split())
+    """One line of at most ``width`` characters: a 2 MB topic must not flood the terminal,
+    and what a topic or a model wrote is shown, never obeyed — control characters (an
+    escape sequence's ESC, a carriage return, a bell) become spaces or visible ``\x1b``."""
+    line = " ".join(printable(text[: width * 8]).split())
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as its escape (``\x1b``), newlines and
+    tabs kept; safe to write to any terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text
+    )
 
 
 def duration(seconds: float, *, precise: bool = False) -> str:
