@@ -64,3 +64,21 @@ class Recorder:
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+def completion_json(model: str, content: str | None, *, n: int = 1) -> dict[str, object]:
+    """The JSON body of one OpenAI chat completion, for the tests' own HTTP servers."""
+    return {
+        "id": f"c{n}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }

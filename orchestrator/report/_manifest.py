@@ -77,6 +77,8 @@ class ManifestObserver:
         self.faults = faults if faults is not None else Faults()
         self._snapshots = True  # off once a snapshot could not be written
         self._closed_later = False  # see closing()
+        self._ended = False  # RunFinished seen
+        self._final_written = False
 
     def _when(self, at: float) -> datetime:
         return self._wall0 + timedelta(seconds=at - self._t0)
@@ -158,6 +160,7 @@ class ManifestObserver:
                             topic_record.status = "skipped"
                 if self._parallelism is not None:
                     m.parallelism = self._measure()
+                self._ended = True
                 if not self._closed_later:
                     self.write_final()
                 return
@@ -229,11 +232,18 @@ class ManifestObserver:
     def write_final(self) -> None:
         """The last write of run.json: reported, not raised, when it fails — the run is
         over and the store already holds all of it."""
+        self._final_written = True
         try:
             self.write()
         except OutputError as exc:
             self.faults.add(Fault("run.json", str(exc), "RunFinished"))
             log.warning("manifest.write_failed", error=str(exc))
+
+    def ensure_final(self) -> None:
+        """Write run.json's end if the run ended but an observer before ``closing()``
+        failed on RunFinished (the store, when saving is what broke)."""
+        if self._ended and not self._final_written:
+            self.write_final()
 
     def write(self) -> None:
         """Recompute the totals and write run.json atomically."""

@@ -282,7 +282,8 @@ def _assumptions(setup: RunSetup) -> tuple[str, ...]:
 
 
 def _fault_rate(sim: SimSettings) -> float:
-    return sim.error_rate_429 + sim.error_rate_500 + sim.error_rate_503 + sim.drop_rate
+    faults = sim.error_rate_429 + sim.error_rate_500 + sim.error_rate_503 + sim.drop_rate
+    return faults + sim.bad_response_rate
 
 
 def _retries(sim: SimSettings | None, calls: int) -> int:

@@ -164,8 +164,11 @@ async def execute_plan(
     todo = [t for t in plan.topics if t.index not in finished]
     # The control's own cancellation ends inside `watch`; the run is then closed as
     # interrupted because it was drained, and a cancel can never land on that closing.
-    async with _finish_on_exit(engine), (control or RunControl()).watch(engine):
-        await engine.run(todo, retry_passes=retry_passes)
+    try:
+        async with _finish_on_exit(engine), (control or RunControl()).watch(engine):
+            await engine.run(todo, retry_passes=retry_passes)
+    finally:
+        manifest.ensure_final()
     assert manifest.manifest is not None  # set by RunStarted above
     return manifest.manifest
 

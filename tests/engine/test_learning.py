@@ -13,7 +13,7 @@ from aiohttp import web
 import orchestrator
 
 from ..conftest import write
-from ..fakes import Recorder
+from ..fakes import Recorder, completion_json
 
 HANG_S = 2.0
 
@@ -31,20 +31,7 @@ class FirstCallHangs:
         if self.calls == 1:
             await asyncio.sleep(HANG_S)
         return web.json_response(
-            {
-                "id": f"c{self.calls}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"answer {self.calls}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-            }
+            completion_json(body["model"], f"answer {self.calls}", n=self.calls)
         )
 
 

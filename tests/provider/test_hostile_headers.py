@@ -15,6 +15,7 @@ import orchestrator
 from orchestrator import SimServer, SimSettings
 
 from ..conftest import write
+from ..fakes import completion_json
 
 TOPICS = "".join(f"- Topic number {i}\n" for i in range(12))
 
@@ -63,20 +64,7 @@ class OddGateway:
         body = await request.json()
         self.calls += 1
         return web.json_response(
-            {
-                "id": f"c{self.calls}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"answer {self.calls}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-            },
+            completion_json(body["model"], f"answer {self.calls}", n=self.calls),
             headers=self.headers,
         )
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from orchestrator.report._format import printable, shorten
 
 from ..conftest import write
+from ..fakes import completion_json
 from ..session.test_end_to_end import orchestrate
 
 EVIL = "\x1b[2J\x1b]0;pwned\x07\r\x1b[31mred"
@@ -38,22 +39,7 @@ async def evil_server() -> AsyncIterator[str]:
         if "Draft" in body["messages"][-1]["content"] or "brief" in body["messages"][-1]["content"]:
             error = {"error": {"message": f"boom {EVIL}", "type": "server_error"}}
             return web.json_response(error, status=400)
-        return web.json_response(
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"answer {EVIL}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
-            }
-        )
+        return web.json_response(completion_json(body["model"], f"answer {EVIL}", n=1))
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handle)
