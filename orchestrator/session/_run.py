@@ -258,6 +258,15 @@ async def _session(
     else:
         run_id, run_dir = state.run.run_id, Path(state.run.run_dir)
         first_started = state.run.started_at
+        claimed = await asyncio.to_thread(
+            store.claim_run, state.run, pid=os.getpid(), host=socket.gethostname()
+        )
+        if not claimed:
+            raise ConfigError(
+                f"run {run_id} is being resumed by another process right now",
+                field="RUN_ID",
+                hint="wait for that session to end; `orchestrate runs` shows its status",
+            )
     point_latest(out, run_id)
     now = datetime.now(UTC)
     store.start_run(

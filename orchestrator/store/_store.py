@@ -168,6 +168,30 @@ class Store:
         )  # fmt: skip
         self._wait(((_PUT_RUN, row),))
 
+    def claim_run(self, seen: RunRecord, *, pid: int, host: str) -> bool:
+        """Mark run ``seen.run_id`` as running in this process, if its row is still as
+        ``seen`` read it: two resumes of one run at once race here, under SQLite's write
+        lock, and only the first wins (False for the second). Blocks until decided."""
+        conn = connect(self.path, self._busy_timeout)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT status, updated_at FROM runs WHERE run_id = ?", (seen.run_id,)
+            ).fetchone()
+            won = row is not None and tuple(row) == (seen.status, stamp(seen.updated_at))
+            if won:
+                conn.execute(
+                    "UPDATE runs SET status = 'running', pid = ?, host = ?, updated_at = ? "
+                    "WHERE run_id = ?",
+                    (pid, host, now_stamp(), seen.run_id),
+                )
+            conn.execute("COMMIT")
+            return won
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from exc
+        finally:
+            conn.close()
+
     async def set_status(self, run_id: str, status: str) -> None:
         """Set a run's status (a no-op for an unknown run); returns once committed."""
         await self._queue(((_SET_STATUS, (run_status(status), now_stamp(), run_id)),))

@@ -388,3 +388,24 @@ async def test_a_price_for_a_model_no_stage_uses_is_a_config_error(
     code, _, err = await cli("run", TOPICS, cwd=project, server=sim)
     assert code == 2
     assert "prices.gpt-4o-mnii" in err and "did you mean 'gpt-4o-mini'?" in err
+
+
+async def test_two_resumes_of_one_run_at_once_the_second_refuses(
+    project: Path, sim: SimServer
+) -> None:
+    """Both read the run as resumable; the store's claim lets only one go on, so no stage is
+    called twice. The other exits 2 with a clear message and no traceback."""
+    code, _, _ = await cli("run", TOPICS, "--max-cost", "0.004", cwd=project, server=sim)
+    assert code == 1
+    run_id = manifest_at(project / "outputs" / "latest").run_id
+    results = await asyncio.gather(
+        *(cli("resume", run_id, "--max-cost", "1", cwd=project, server=sim) for _ in range(2))
+    )
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert run_id in refused and "Traceback" not in refused
+    assert "being resumed by another process" in refused or "still running" in refused
+    manifest = manifest_at(project / "outputs" / run_id)
+    assert manifest.totals.succeeded == 10
+    assert sim.requests_served == CALLS, "no stage was called twice, in either session"
