@@ -76,26 +76,15 @@ def parse_duration(text: str | None) -> float | None:
     return value
 
 
-def _limit(headers: Mapping[str, str], name: str) -> int | None:
-    """A stated per-minute limit: a whole number above 0 and below ABSURD_LIMIT, else None
-    (``-1``, ``0``, ``inf``, ``unlimited``: no limit stated)."""
+def _count(headers: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    """A whole count from ``minimum`` up to below ABSURD_LIMIT, else None. For a limit the
+    minimum is 1 (``-1``, ``0``, ``inf``, ``unlimited``: no limit stated); what remains of
+    one may be 0."""
     text = headers.get(name)
     if text is None:
         return None
     value = _number(text)
-    if value is None or value < 1 or value >= ABSURD_LIMIT:
-        _odd(name, text)
-        return None
-    return int(value)
-
-
-def _remaining(headers: Mapping[str, str], name: str) -> int | None:
-    """What is left of a limit: 0 or more, else None."""
-    text = headers.get(name)
-    if text is None:
-        return None
-    value = _number(text)
-    if value is None or value < 0 or value >= ABSURD_LIMIT:
+    if value is None or not minimum <= value < ABSURD_LIMIT:
         _odd(name, text)
         return None
     return int(value)
@@ -129,17 +118,19 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     }
     if not h:
         return None
-    limit_requests = _limit(h, "x-ratelimit-limit-requests")
-    limit_tokens = _limit(h, "x-ratelimit-limit-tokens")
+    limit_requests = _count(h, "x-ratelimit-limit-requests", minimum=1)
+    limit_tokens = _count(h, "x-ratelimit-limit-tokens", minimum=1)
     # A remaining count without its limit states no limit: "remaining 0" of nothing known
     # must not pause a model that nothing limits.
     return RateLimitInfo(
         limit_requests=limit_requests,
         limit_tokens=limit_tokens,
-        remaining_requests=_remaining(h, "x-ratelimit-remaining-requests")
+        remaining_requests=_count(h, "x-ratelimit-remaining-requests", minimum=0)
         if limit_requests
         else None,
-        remaining_tokens=_remaining(h, "x-ratelimit-remaining-tokens") if limit_tokens else None,
+        remaining_tokens=_count(h, "x-ratelimit-remaining-tokens", minimum=0)
+        if limit_tokens
+        else None,
         reset_requests=parse_duration(h.get("x-ratelimit-reset-requests")),
         reset_tokens=parse_duration(h.get("x-ratelimit-reset-tokens")),
     )

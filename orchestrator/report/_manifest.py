@@ -21,7 +21,6 @@ from ..engine._events import (
     ChainFinished,
     ChainStarted,
     Event,
-    Observer,
     RunFinished,
     RunStarted,
     StageErrored,
@@ -60,6 +59,7 @@ class ManifestObserver:
         clock: Callable[[], float] = time.monotonic,
         parallelism: Callable[[], Parallelism] | None = None,
         faults: Faults | None = None,
+        write_at_end: bool = True,
     ) -> None:
         self.path = path
         self.interval = interval
@@ -76,9 +76,10 @@ class ManifestObserver:
         self._open_stage: dict[tuple[int, str], StageRecord] = {}
         self.faults = faults if faults is not None else Faults()
         self._snapshots = True  # off once a snapshot could not be written
-        self._closed_later = False  # see closing()
-        self._ended = False  # RunFinished seen
-        self._final_written = False
+        # False: the owner calls write_final() once every other observer has seen the end,
+        # so run.json records how they fared (see session/_execute.py).
+        self._write_at_end = write_at_end
+        self.ended = False  # RunFinished seen
 
     def _when(self, at: float) -> datetime:
         return self._wall0 + timedelta(seconds=at - self._t0)
@@ -160,8 +161,8 @@ class ManifestObserver:
                             topic_record.status = "skipped"
                 if self._parallelism is not None:
                     m.parallelism = self._measure()
-                self._ended = True
-                if not self._closed_later:
+                self.ended = True
+                if self._write_at_end:
                     self.write_final()
                 return
         if self._snapshots and self.clock() >= self._next_write:
@@ -222,28 +223,14 @@ class ManifestObserver:
             self.faults.add(Fault("run.json snapshots", str(exc), "snapshot"))
             log.warning("manifest.snapshot_failed", error=str(exc), note="the run goes on")
 
-    def closing(self) -> Observer:
-        """The observer that writes run.json for the last time when the run ends, instead
-        of this one: put it after every other, so the file records what they reported
-        (and how they failed)."""
-        self._closed_later = True
-        return _FinalWrite(self)
-
     def write_final(self) -> None:
         """The last write of run.json: reported, not raised, when it fails — the run is
         over and the store already holds all of it."""
-        self._final_written = True
         try:
             self.write()
         except OutputError as exc:
             self.faults.add(Fault("run.json", str(exc), "RunFinished"))
             log.warning("manifest.write_failed", error=str(exc))
-
-    def ensure_final(self) -> None:
-        """Write run.json's end if the run ended but an observer before ``closing()``
-        failed on RunFinished (the store, when saving is what broke)."""
-        if self._ended and not self._final_written:
-            self.write_final()
 
     def write(self) -> None:
         """Recompute the totals and write run.json atomically."""
@@ -294,15 +281,6 @@ class ManifestObserver:
     @staticmethod
     def _sum_topic(record: TopicRecord) -> None:
         record.cost = _sum_costs(s.cost for s in record.stages if s.status == "succeeded")
-
-
-class _FinalWrite:
-    def __init__(self, manifest: ManifestObserver) -> None:
-        self.manifest = manifest
-
-    async def on_event(self, event: Event) -> None:
-        if isinstance(event, RunFinished):
-            self.manifest.write_final()
 
 
 def _sum_costs(costs: Iterable[float | None]) -> float | None:

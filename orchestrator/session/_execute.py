@@ -78,6 +78,7 @@ async def execute_plan(
         output_dir=run_dir,
         parallelism=lambda: picture().parallelism,
         faults=faults,
+        write_at_end=False,
     )
     # Saving finished work may stop the run (the store, the article files); reporting may
     # not: each reporting observer is switched off at its first failure (see _isolate).
@@ -123,7 +124,6 @@ async def execute_plan(
             *saving,
             *isolate(reporting, faults),
             *isolate(given, faults, fatal=SAVING_ERRORS),
-            manifest.closing(),
         ],
         limiters=limiters,
         retry=plan.chain.retry,
@@ -168,7 +168,10 @@ async def execute_plan(
         async with _finish_on_exit(engine), (control or RunControl()).watch(engine):
             await engine.run(todo, retry_passes=retry_passes)
     finally:
-        manifest.ensure_final()
+        # run.json's last write comes after every observer has seen the end — so it
+        # records their faults — and even when one of them failed there.
+        if manifest.ended:
+            manifest.write_final()
     assert manifest.manifest is not None  # set by RunStarted above
     return manifest.manifest
 

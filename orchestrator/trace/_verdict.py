@@ -8,6 +8,7 @@ say how far from either it was.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from typing import Literal
 
@@ -118,13 +119,10 @@ def assess(
 
 
 def _outlier(calls: list[tuple[float, float]]) -> float:
-    """The longest call, when it stands out (4× the typical call or more), else 0."""
+    """The longest call, when it stands out (4× the median of the others or more), else 0."""
     durations = sorted(end - start for start, end in calls)
-    longest, typical = (
-        durations[-1],
-        durations[len(durations) // 2 - 1 if len(durations) > 1 else 0],
-    )
-    return longest if len(durations) == 1 or longest >= 4 * typical else 0.0
+    longest, others = durations[-1], durations[:-1]
+    return longest if not others or longest >= 4 * statistics.median(others) else 0.0
 
 
 def _pace(

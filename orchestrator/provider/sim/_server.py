@@ -203,9 +203,10 @@ class SimServer:
         response = await self._answer(
             body, messages, max_tokens, prompt_tokens, verdict.headers, hang=fault is Fault.HANG
         )
-        if fault is Fault.BAD:
+        if fault is Fault.NONE:
+            self.stats.ok += 1
+        elif fault is Fault.BAD:  # answered, then spoilt
             self.stats.bad += 1
-            self.stats.ok -= 1
             return await spoil(
                 response, self.settings.bad_response, request, trickle_s=self.settings.hang_seconds
             )
@@ -274,8 +275,6 @@ class SimServer:
             self.in_flight -= 1
         self._models.add(body["model"])
         self.requests_served += 1
-        if not hang:
-            self.stats.ok += 1
         return web.json_response(
             {
                 "id": f"chatcmpl-sim-{seed:016x}",
